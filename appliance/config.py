@@ -1,0 +1,315 @@
+"""Typed configuration: one option table, loaded into a frozen object.
+
+Sources, rising: defaults < TOML file < MAILFLOW_* environment < CLI flags.
+Secret options never come from a flag, the environment or the TOML file directly:
+only from a file they name (`<name>_file`, `MAILFLOW_<NAME>_FILE`) or from a
+systemd credential `mailflow.<name>` in $CREDENTIALS_DIRECTORY.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("/etc/mailflow/mailflow.toml")
+ENV_PREFIX = "MAILFLOW_"
+CREDENTIAL_PREFIX = "mailflow."
+
+
+# -- value parsers: raw value (str from env/flag, native from TOML) -> typed value ----------
+
+def parse_path(raw: Any) -> Path:
+    if not isinstance(raw, (str, Path)) or not str(raw).strip():
+        raise ValueError("expected a path")
+    return Path(str(raw)).expanduser()
+
+
+def parse_optional_path(raw: Any) -> Path | None:
+    return None if raw in (None, "") else parse_path(raw)
+
+
+def parse_listen(raw: Any) -> tuple[str, int]:
+    if isinstance(raw, (list, tuple)) and len(raw) == 2:
+        host, port = str(raw[0]), raw[1]
+    else:
+        text = str(raw).strip()
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8025")
+        host = host.strip("[]")
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ValueError("port must be a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError("port must be between 0 and 65535")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"host {host!r} must be an IP address or localhost") from None
+    return host, port
+
+
+def parse_url(raw: Any) -> str:
+    text = str(raw).strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query or fragment")
+    return text
+
+
+def parse_networks(raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else [p for p in str(raw).replace(",", " ").split()]
+    try:
+        return tuple(ipaddress.ip_network(str(item).strip(), strict=False) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"expected IP addresses or CIDR ranges ({exc})") from None
+
+
+def parse_choice(*choices: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        value = str(raw).strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of: {', '.join(choices)}")
+        return value
+    parse.choices = choices  # type: ignore[attr-defined]
+    return parse
+
+
+def parse_int_range(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError("expected a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}")
+        return value
+    return parse
+
+
+def parse_text(raw: Any) -> str:
+    return str(raw).strip()
+
+
+# -- the option table ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data_dir", parse_path, "/var/lib/mailflow",
+           "Directory holding the encrypted database and other state. Must not contain the key file."),
+    Option("listen", parse_listen, "127.0.0.1:8025",
+           "HOST:PORT for the built-in HTTP server. Loopback only unless trusted_proxies is set "
+           "(TLS is terminated by a front such as installer/nginx-mailflow.conf)."),
+    Option("key_file", parse_optional_path, None,
+           "Path of the 32-byte master key (create with `mailflow keygen`). When unset, the systemd "
+           "credential mailflow.master is used. Must live outside data_dir, mode 0600 or stricter."),
+    Option("public_url", parse_url, "http://127.0.0.1:8025",
+           "Base URL users and recipients reach MailFlow at; used for setup, unsubscribe and tracking links."),
+    Option("trusted_proxies", parse_networks, (),
+           "IP addresses or CIDR ranges of reverse proxies whose X-Forwarded-For/-Proto headers are trusted."),
+    Option("log_level", parse_choice("debug", "info", "warning", "error"), "info",
+           "Minimum level of log events."),
+    Option("log_format", parse_choice("json", "text"), "json",
+           "Log line format on stderr: one JSON object per line, or human-readable text."),
+    Option("scheduler_threads", parse_int_range(1, 64), 4,
+           "Size of the background worker pool (sending, mailbox sync, webhooks, maintenance)."),
+    Option("shutdown_timeout", parse_int_range(1, 600), 20,
+           "Seconds to let in-flight requests and jobs finish after SIGTERM."),
+    Option("setup_link_ttl", parse_int_range(300, 7 * 86400), 86400,
+           "Seconds the one-time first-admin setup link stays valid."),
+    Option("security_contact", parse_text, "mailto:security@mailflow.dev",
+           "Contact published in /.well-known/security.txt (mailto: or https: URI)."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The loaded configuration: attribute access to values, plus where each came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    options: tuple[Option, ...] = OPTIONS
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.values["data_dir"]) / "mailflow.db"
+
+    def with_overrides(self, **values: Any) -> "Config":
+        merged = dict(self.values, **values)
+        sources = dict(self.sources, **{k: "override" for k in values})
+        return Config(MappingProxyType(merged), MappingProxyType(sources), self.options)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+def _resolve(by_name: dict[str, Option], key: str) -> tuple[Option | None, bool]:
+    """Map a config key to its option; `<secret>_file` names the file holding a secret."""
+    if key in by_name:
+        return by_name[key], False
+    option = by_name.get(key.removesuffix("_file"))
+    if key.endswith("_file") and option is not None and option.secret:
+        return option, True
+    return None, False
+
+
+def _unknown(name: str, known: list[str], where: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown option {name!r} in {where}{hint}"
+
+
+def load_config(config_file: str | Path | None = None, env: Mapping[str, str] | None = None,
+                flags: Mapping[str, Any] | None = None,
+                options: tuple[Option, ...] = OPTIONS) -> Config:
+    """Load and validate; raises ConfigError listing every problem at once."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    problems: list[str] = []
+    raw: dict[str, tuple[Any, str]] = {o.name: (o.default, "default") for o in options}
+    by_name = {o.name: o for o in options}
+
+    explicit = config_file or env.get(ENV_PREFIX + "CONFIG")
+    path = Path(explicit) if explicit else DEFAULT_CONFIG_FILE
+    if explicit or path.exists():
+        where = f"file:{path}"
+        for key, value in _read_toml(path).items():
+            option, via_file = _resolve(by_name, key)
+            if option is None:
+                problems.append(_unknown(key, list(by_name), str(path)))
+            elif option.secret and not via_file:
+                problems.append(f"{key} is secret: set {key}_file to a file holding it, not the value")
+            elif via_file:
+                raw[option.name] = (("file", value), f"{where} ({key})")
+            else:
+                raw[option.name] = (value, where)
+
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        option, via_file = _resolve(by_name, key[len(ENV_PREFIX):].lower())
+        if option is None:
+            known = [o.env for o in options] + [o.env + "_FILE" for o in options if o.secret]
+            problems.append(_unknown(key, known, "the environment"))
+        elif option.secret and not via_file:
+            problems.append(f"{key} is secret: set {key}_FILE to a file holding it, not the value")
+        elif via_file:
+            raw[option.name] = (("file", value), f"env:{key}")
+        else:
+            raw[option.name] = (value, f"env:{key}")
+
+    credentials = env.get("CREDENTIALS_DIRECTORY")
+    for option in options:
+        if option.secret and credentials and raw[option.name][1] == "default":
+            cred = Path(credentials) / (CREDENTIAL_PREFIX + option.name)
+            if cred.exists():
+                raw[option.name] = (("file", str(cred)), f"credential:{cred.name}")
+
+    for name, value in flags.items():
+        option = by_name.get(name)
+        if option is None or option.secret:
+            problems.append(f"{name} cannot be set by a command-line flag")
+        else:
+            raw[name] = (value, f"flag:{option.flag}")
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in options:
+        value, source = raw[option.name]
+        try:
+            if isinstance(value, tuple) and value[:1] == ("file",):
+                value = _read_secret_file(Path(value[1]))
+            values[option.name] = None if value is None else option.parse(value)
+        except ValueError as exc:
+            problems.append(f"{option.name} ({source}): {exc}")
+        sources[option.name] = source
+
+    if not problems:
+        problems.extend(validate(values))
+    if problems:
+        raise ConfigError(*problems)
+    return Config(MappingProxyType(values), MappingProxyType(sources), options)
+
+
+def validate(values: Mapping[str, Any]) -> list[str]:
+    """Checks across options; each problem is one line."""
+    problems = []
+    listen = values.get("listen")
+    if listen is not None and not is_loopback(listen[0]) and not values.get("trusted_proxies"):
+        problems.append(
+            f"listen: {listen[0]} is not a loopback address; MailFlow serves plain HTTP, so bind "
+            "127.0.0.1 behind a TLS front, or set trusted_proxies to that front's address")
+    return problems
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def display_value(option: Option, value: Any) -> str:
+    """How `config show` prints a value: secrets masked, types in their config spelling."""
+    if value is None:
+        return "(unset)"
+    if option.secret:
+        return "********"
+    if option.name == "listen":
+        return f"{value[0]}:{value[1]}"
+    if isinstance(value, tuple):
+        return ", ".join(str(v) for v in value) or "(none)"
+    return str(value)

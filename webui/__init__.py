@@ -1,0 +1,30 @@
+"""The Flask web UI and JSON API. Routes are thin: parse, call one service, render."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from appliance.runtime import Appliance
+
+from . import errors, security
+from .blueprints import health, pages, setup
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # CSV imports; the nginx front uses the same limit
+
+
+def create_app(appliance: Appliance) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        # flask-wtf and Flask sessions sign with this; it is a sub-key of the master key,
+        # so it never sits in a config file and changes when the master key is rotated.
+        SECRET_KEY=appliance.keys.sessions,
+        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.json.sort_keys = False  # keep the documented field order
+    app.extensions["mailflow"] = appliance
+    security.init_app(app, appliance.config)
+    errors.init_app(app)
+    for blueprint in (health.bp, pages.bp, setup.bp):
+        app.register_blueprint(blueprint)
+    return app
