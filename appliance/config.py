@@ -132,8 +132,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("key_file", parse_optional_path, None,
            "Path of the 32-byte master key (create with `mailflow keygen`). When unset, the systemd "
            "credential mailflow.master is used. Must live outside data_dir, mode 0600 or stricter."),
-    Option("public_url", parse_url, "http://127.0.0.1:8025",
-           "Base URL users and recipients reach MailFlow at; used for setup, unsubscribe and tracking links."),
+    Option("public_url", parse_url, None,
+           "Base URL users and recipients reach MailFlow at; used for setup, unsubscribe and tracking "
+           "links. When unset: http://<listen address>."),
     Option("trusted_proxies", parse_networks, (),
            "IP addresses or CIDR ranges of reverse proxies whose X-Forwarded-For/-Proto headers are trusted."),
     Option("log_level", parse_choice("debug", "info", "warning", "error"), "info",

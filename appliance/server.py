@@ -11,8 +11,10 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import waitress
+from waitress import wasyncore
 
 from . import logs
 from .config import Config
@@ -53,16 +55,21 @@ def serve(config: Config, *, out=sys.stdout) -> int:
     app = open_appliance(config, create=True)
     app.scheduler = build_scheduler(app)
     host, port = config.listen
+    # Forwarding headers are judged by webui's TrustedProxyMiddleware, which knows CIDR ranges
+    # and strips them from everyone else; waitress's own handling knows only one proxy IP.
     server = waitress.create_server(create_app(app), host=host, port=port, threads=HTTP_THREADS,
-                                    ident="MailFlow",
+                                    ident="MailFlow", clear_untrusted_proxy_headers=False,
                                     channel_timeout=60, cleanup_interval=10)
     url = f"http://{host}:{server.effective_port}"
+    if config.public_url is None:
+        config = config.with_overrides(public_url=url)
+        app.config = config
+
+    stop = threading.Event()
 
     def on_signal(signum, _frame):
-        # Raised inside waitress's loop in the main thread: it stops accepting, then
-        # run() below returns and we drain in-flight work.
         event(log, "server.stopping", signal=signal.Signals(signum).name)
-        raise SystemExit(0)
+        stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -79,9 +86,8 @@ def serve(config: Config, *, out=sys.stdout) -> int:
     event(log, "server.started", url=url, setup_pending=bool(setup_link))
     sd_notify("READY=1")
     try:
-        server.run()
-    except SystemExit:
-        pass
+        while not stop.is_set():
+            poll(server)
     finally:
         sd_notify("STOPPING=1")
         drain(server, app, config.shutdown_timeout)
@@ -89,15 +95,37 @@ def serve(config: Config, *, out=sys.stdout) -> int:
     return 0
 
 
+def poll(server, timeout: float = 0.2) -> None:
+    """One turn of waitress's I/O loop. We drive the loop ourselves (instead of server.run())
+    so that shutdown can keep it turning while in-flight responses are still being written."""
+    wasyncore.loop(timeout=timeout, map=server._map, count=1)
+
+
+def _busy(server) -> bool:
+    tasks = server.task_dispatcher
+    return bool(tasks.active_count or tasks.queue or any(
+        ch.requests or ch.total_outbufs_len for ch in list(server.active_channels.values())))
+
+
 def drain(server, app: Appliance, timeout: float) -> None:
-    """Stop accepting, let in-flight requests and jobs finish (bounded), close the database."""
-    server.close()
-    # waitress's dispatcher waits for running tasks up to its timeout, then abandons them
-    requests_done = threading.Thread(target=server.task_dispatcher.shutdown,
-                                     kwargs={"cancel_pending": True, "timeout": timeout})
-    requests_done.start()
-    jobs_done = app.scheduler.stop(timeout) if app.scheduler else True
-    requests_done.join(timeout)
-    if not jobs_done or requests_done.is_alive():
+    """Stop accepting, let in-flight requests and jobs finish (bounded), close the database.
+
+    waitress's own close() closes every socket at once, which would cut off responses that
+    a worker thread is still producing; so first close only the listening socket, then keep
+    the I/O loop turning until requests are answered, then close the rest."""
+    deadline = time.monotonic() + timeout
+    wasyncore.dispatcher.close(server)  # the listening socket only: no new connections
+    jobs = threading.Thread(target=app.scheduler.stop, args=(timeout,)) if app.scheduler else None
+    if jobs:
+        jobs.start()
+    while _busy(server) and time.monotonic() < deadline:
+        poll(server, 0.05)
+    in_flight = _busy(server)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=max(0.0, deadline - time.monotonic()))
+    server.trigger.close()
+    wasyncore.close_all(server._map)
+    if jobs:
+        jobs.join(max(0.0, deadline - time.monotonic()))
+    if in_flight or (jobs and jobs.is_alive()):
         event(log, "server.drain_timeout", level=logging.WARNING, seconds=timeout)
     app.close()

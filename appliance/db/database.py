@@ -47,10 +47,10 @@ class Database:
         self.connection(create=create)
 
     def connection(self, *, create: bool = False) -> Connection:
+        if self._closed:
+            raise RuntimeError("database is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self._closed:
-                raise RuntimeError("database is closed")
             conn = self._open(create)
             self._local.conn = conn
             with self._lock:
@@ -65,6 +65,8 @@ class Database:
                                   # check off lets close() run from the main thread at shutdown.
                                   check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.row_factory = Row
+        # SQLCipher logs every failed page HMAC to stderr; a wrong key is reported once, below.
+        conn.execute("PRAGMA cipher_log_level = NONE")
         conn.execute(self._key_pragma)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -99,6 +101,15 @@ class Database:
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlcipher3.Cursor:
         return self.connection().execute(sql, params)
+
+    def ping(self) -> None:
+        """A round trip through SQLCipher (raises DatabaseError when the file is unusable)."""
+        self.connection().execute("SELECT 1").fetchone()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the main file; SQLite's auto-checkpoint is skipped while
+        readers hold old snapshots, so under steady load the WAL would otherwise keep growing."""
+        self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def close_thread_connection(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -13,7 +13,7 @@ log = logging.getLogger("mailflow.health")
 
 def check(app: Appliance) -> dict[str, str]:
     try:
-        app.db.execute("SELECT 1").fetchone()
+        app.db.ping()
         db_state = "ok"
     except DatabaseError as exc:
         event(log, "health.db_failed", level=logging.ERROR, error=str(exc))

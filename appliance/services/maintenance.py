@@ -17,15 +17,9 @@ class JobSpec:
     first_delay: float = 0.0
 
 
-def checkpoint(app: Appliance) -> None:
-    """Fold the WAL back into the main file now and then, so it does not grow without bound
-    under steady writes (SQLite's auto-checkpoint is skipped while readers hold old snapshots)."""
-    app.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-
-
 def jobs(app: Appliance) -> list[JobSpec]:
     return [
         JobSpec("maintenance.purge_setup_tokens", 3600, lambda: purge_expired_setup_tokens(app.db),
                 first_delay=60),
-        JobSpec("maintenance.wal_checkpoint", 300, lambda: checkpoint(app), first_delay=300),
+        JobSpec("maintenance.wal_checkpoint", 300, app.db.checkpoint, first_delay=300),
     ]
