@@ -13,6 +13,7 @@ import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -104,6 +105,15 @@ def parse_text(raw: Any) -> str:
     return str(raw).strip()
 
 
+def parse_date(raw: Any) -> date:
+    if isinstance(raw, date):
+        return raw
+    try:
+        return date.fromisoformat(str(raw).strip())
+    except ValueError:
+        raise ValueError("expected a date like 2027-06-30") from None
+
+
 # -- the option table ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -143,12 +153,24 @@ OPTIONS: tuple[Option, ...] = (
            "Log line format on stderr: one JSON object per line, or human-readable text."),
     Option("scheduler_threads", parse_int_range(1, 64), 4,
            "Size of the background worker pool (sending, mailbox sync, webhooks, maintenance)."),
-    Option("shutdown_timeout", parse_int_range(1, 600), 20,
-           "Seconds to let in-flight requests and jobs finish after SIGTERM."),
+    Option("shutdown_timeout", parse_int_range(1, 80), 20,
+           "Seconds to let in-flight requests and jobs finish after SIGTERM (at most 80: the unit's "
+           "TimeoutStopSec is 90)."),
     Option("setup_link_ttl", parse_int_range(300, 7 * 86400), 86400,
            "Seconds the one-time first-admin setup link stays valid."),
+    Option("bcrypt_cost", parse_int_range(12, 16), 12,
+           "bcrypt cost factor for passwords and API keys (never below 12; each +1 doubles the work)."),
+    Option("session_idle_minutes", parse_int_range(5, 24 * 60), 120,
+           "A session ends after this many minutes without a request."),
+    Option("session_max_hours", parse_int_range(1, 30 * 24), 24,
+           "A session ends this many hours after sign-in, however active."),
+    Option("invite_ttl_hours", parse_int_range(1, 30 * 24), 72,
+           "Hours an invitation link stays valid."),
     Option("security_contact", parse_text, "mailto:security@mailflow.dev",
            "Contact published in /.well-known/security.txt (mailto: or https: URI)."),
+    Option("security_txt_expires", parse_date, None,
+           "Expiry date (YYYY-MM-DD) published in /.well-known/security.txt. When unset: one year "
+           "from start-up."),
 )
 
 

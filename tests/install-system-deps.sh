@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs: a real Dovecot (IMAP + LMTP), nginx (the TLS front)
-# and Chromium (browser tests). Installs what is missing when run as root; otherwise says how.
+# Debian packages the test suite needs: a real Dovecot (IMAP + LMTP), nginx (the TLS front),
+# Chromium (browser tests), systemd-analyze (unit hardening score) and shellcheck (installer).
+# Installs what is missing when run as root; otherwise says how.
 set -euo pipefail
 
 declare -A need=(
@@ -9,6 +10,8 @@ declare -A need=(
   [/usr/sbin/nginx]=nginx
   [/usr/bin/chromium]=chromium
   [/usr/bin/openssl]=openssl
+  [/usr/bin/systemd-analyze]=systemd
+  [/usr/bin/shellcheck]=shellcheck
 )
 missing=()
 for path in "${!need[@]}"; do
