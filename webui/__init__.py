@@ -6,8 +6,8 @@ from flask import Flask
 
 from appliance.runtime import Appliance
 
-from . import errors, security
-from .blueprints import health, pages, setup
+from . import auth, errors, limits, security
+from .blueprints import BLUEPRINTS
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # CSV imports; the nginx front uses the same limit
 
@@ -25,6 +25,9 @@ def create_app(appliance: Appliance) -> Flask:
     app.extensions["mailflow"] = appliance
     security.init_app(app, appliance.config)
     errors.init_app(app)
-    for blueprint in (health.bp, pages.bp, setup.bp):
+    auth.init_app(app)
+    limits.init_app(app)
+    app.jinja_env.globals["current_user"] = auth.current
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app

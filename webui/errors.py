@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from appliance.logs import event
+from appliance.services.errors import AuthenticationFailed, ServiceError
 
 log = logging.getLogger("mailflow.web")
 
@@ -24,14 +26,27 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 
 
 def init_app(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        if isinstance(exc, AuthenticationFailed) and not wants_json():
+            return redirect(url_for("ui_auth.login"))
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return error_response(400, "csrf_failed", f"CSRF check failed: {exc.description} "
+                              "Reload the page and try again (API clients: send X-CSRFToken).")
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        response = error_response(exc.code or 500, code, exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:
-            body, status = response
-            return body, status, {"Allow": ", ".join(exc.valid_methods)}
-        return response
+        body, status = error_response(exc.code or 500, code, exc.description or exc.name)
+        headers = {}
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        if exc.code == 429 and getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)
+        return body, status, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -1,0 +1,56 @@
+"""Rate limits (flask-limiter, in-process storage): per IP on everything, per user for
+signed-in callers, and much tighter on sign-in, setup, password changes and bad API keys.
+
+The client IP is the one TrustedProxyMiddleware settled on: X-Forwarded-For counts only
+from configured proxies, so a spoofed header cannot reset a limit.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, request
+from flask_limiter import Limiter
+
+PER_IP = "600 per minute"
+PER_USER = "300 per minute"
+AUTH = "5 per minute;20 per hour"
+
+
+def ip_key() -> str:
+    return "ip:" + (request.remote_addr or "unknown")
+
+
+def account_key() -> str:
+    """Sign-in attempts count against the account named in the body, whoever sends them."""
+    body = request.get_json(silent=True) if request.is_json else request.form
+    email = (body or {}).get("email") if hasattr(body, "get") else None
+    return "account:" + (str(email).strip().lower() if email else ip_key())
+
+
+def user_key() -> str:
+    principal = g.get("principal")
+    return f"user:{principal.user_id}" if principal is not None else ip_key()
+
+
+limiter = Limiter(ip_key, application_limits=[PER_IP], headers_enabled=True, storage_uri="memory://",
+                  strategy="fixed-window")
+
+# Applied to auth endpoints: per IP and per account. Only failures count (deduct_when), so a
+# team signing in from one office address is not locked out by its own successful logins.
+_failed = lambda response: response.status_code in (400, 401, 403, 404, 410)  # noqa: E731
+auth_limits_ip = limiter.limit(AUTH, key_func=ip_key, deduct_when=_failed, scope="auth-ip")
+auth_limits_account = limiter.limit(AUTH, key_func=account_key, deduct_when=_failed, scope="auth-account")
+
+
+def auth_limits(view):
+    return auth_limits_ip(auth_limits_account(view))
+
+
+def init_app(app: Flask) -> None:
+    limiter.init_app(app)
+
+    @app.before_request
+    def per_user_limit():
+        # after authentication (registered later than auth's before_request)
+        if g.get("principal") is not None:
+            limiter.check()  # application limits per IP
+    return None
