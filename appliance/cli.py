@@ -166,5 +166,37 @@ def migrate(obj: Context, show_status):
         db.close()
 
 
+@main.command("create-admin")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.pass_obj
+def create_admin(obj: Context, email, name):
+    """Create the owner account (or, once an owner exists, an admin) for scripted installs.
+
+    The password is read from standard input (twice when it is a terminal), never from a
+    flag, so it stays out of shell history and the process list.
+    """
+    from .keys import load_keyring
+    from .runtime import open_database
+    from .services import users
+    from .services.errors import ServiceError
+
+    config = obj.config
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    db = open_database(config, load_keyring(config), create=False)
+    try:
+        user = users.create_admin(db, email=email, password=password, name=name, cost=config.bcrypt_cost)
+    except ServiceError as exc:
+        details = "; ".join(f"{k}: {v}" for k, v in exc.details.get("fields", {}).items())
+        click.echo(f"mailflow: {details or exc.message}", err=True)
+        sys.exit(1)
+    finally:
+        db.close()
+    click.echo(f"created {user['role']} {user['email']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -51,3 +51,20 @@ def shared_live_server():
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def web(appliance):
+    """The real Flask app over the real encrypted database, in-process (no network)."""
+    from webui import create_app
+    from webui.limits import limiter
+
+    app = create_app(appliance)
+    app.config["TESTING"] = True
+    limiter.reset()
+    return app
+
+
+@pytest.fixture
+def client(web):
+    return web.test_client()

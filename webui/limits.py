@@ -7,8 +7,12 @@ from configured proxies, so a spoofed header cannot reset a limit.
 
 from __future__ import annotations
 
+import time
+
 from flask import Flask, g, request
 from flask_limiter import Limiter
+from limits import parse_many
+from werkzeug.exceptions import HTTPException
 
 PER_IP = "600 per minute"
 PER_USER = "300 per minute"
@@ -45,12 +49,30 @@ def auth_limits(view):
     return auth_limits_ip(auth_limits_account(view))
 
 
+class TooManyRequests(HTTPException):
+    code = 429
+    description = "Too many requests. Slow down and try again later."
+
+    def __init__(self, retry_after: int):
+        super().__init__()
+        self.retry_after = max(1, retry_after)
+
+
+def hit_or_raise(limit: str, namespace: str, key: str) -> None:
+    """Count one request against `limit` for `key`; raise 429 (with Retry-After) when spent.
+    Uses the limiter's own storage, so every limit lives in one place."""
+    for item in parse_many(limit):
+        if not limiter.limiter.hit(item, namespace, key):
+            reset = limiter.limiter.get_window_stats(item, namespace, key).reset_time
+            raise TooManyRequests(int(reset - time.time()) + 1)
+
+
 def init_app(app: Flask) -> None:
     limiter.init_app(app)
 
     @app.before_request
     def per_user_limit():
-        # after authentication (registered later than auth's before_request)
-        if g.get("principal") is not None:
-            limiter.check()  # application limits per IP
-    return None
+        # registered after webui.auth's before_request, so the caller is known here
+        principal = g.get("principal")
+        if principal is not None:
+            hit_or_raise(PER_USER, "user", str(principal.user_id))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..runtime import Appliance
+from .sessions import purge_revoked
 from .setup import purge_expired_setup_tokens
 
 
@@ -21,5 +22,6 @@ def jobs(app: Appliance) -> list[JobSpec]:
     return [
         JobSpec("maintenance.purge_setup_tokens", 3600, lambda: purge_expired_setup_tokens(app.db),
                 first_delay=60),
+        JobSpec("maintenance.purge_revoked_sessions", 3600, lambda: purge_revoked(app.db), first_delay=90),
         JobSpec("maintenance.wal_checkpoint", 300, app.db.checkpoint, first_delay=300),
     ]

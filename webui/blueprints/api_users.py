@@ -8,7 +8,7 @@ from appliance.services import users
 
 from ..api_common import json_body, page, page_args, text_field
 from ..auth import current, require
-from ..context import appliance
+from ..context import appliance, public_url
 
 bp = Blueprint("api_users", __name__, url_prefix="/api/v1/users")
 
@@ -28,7 +28,7 @@ def invite():
                                role=text_field(body, "role", required=False, default="member"),
                                name=text_field(body, "name", required=False),
                                ttl_hours=appliance().config.invite_ttl_hours)
-    user["invite_url"] = appliance().config.public_url + url_for("ui_auth.accept_invite", token=token)
+    user["invite_url"] = public_url() + url_for("ui_auth.accept_invite", token=token)
     return jsonify(user), 201
 
 

@@ -9,7 +9,7 @@ from appliance.services.authz import ROLES
 from appliance.services.errors import ServiceError, ValidationError
 
 from ..auth import current, require
-from ..context import appliance
+from ..context import appliance, public_url
 
 bp = Blueprint("ui_users", __name__, url_prefix="/settings/users")
 
@@ -37,7 +37,7 @@ def invite():
         return render(errors=exc.fields, form=form, status=400)
     except ServiceError as exc:
         return render(errors={"email": exc.message}, form=form, status=exc.status)
-    url = appliance().config.public_url + url_for("ui_auth.accept_invite", token=token)
+    url = public_url() + url_for("ui_auth.accept_invite", token=token)
     return render(invite_url=url)
 
 
