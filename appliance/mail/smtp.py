@@ -1,0 +1,115 @@
+"""SMTP submission client: implicit TLS (465) or STARTTLS (587), TLS 1.2+, verified, and
+AUTH only ever inside TLS.
+
+Python's smtplib would happily log in over a plain connection when the server offers no
+STARTTLS; here that is refused before any credential is sent.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from dataclasses import dataclass
+
+from .tls import TlsPolicy, TransportError, classify
+
+SECURITIES = ("ssl", "starttls")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    security: str  # "ssl" (implicit TLS) | "starttls"
+    tls: TlsPolicy = TlsPolicy()
+    timeout: float = 20.0
+
+
+class SmtpRejected(Exception):
+    """The server refused a message: `permanent` for 5xx, temporary for 4xx."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+        self.permanent = 500 <= code < 600
+
+
+class SmtpSession:
+    """One authenticated SMTP conversation; reuse it for consecutive messages."""
+
+    def __init__(self, endpoint: Endpoint, username: str, password: str, helo_name: str = "localhost"):
+        self.endpoint = endpoint
+        self._username = username
+        self._password = password
+        self._helo = helo_name
+        self._smtp: smtplib.SMTP | None = None
+
+    def open(self) -> "SmtpSession":
+        ep = self.endpoint
+        try:
+            context = ep.tls.context()
+            if ep.security == "ssl":
+                smtp = smtplib.SMTP_SSL(ep.host, ep.port, local_hostname=self._helo, timeout=ep.timeout,
+                                        context=context)
+            elif ep.security == "starttls":
+                smtp = smtplib.SMTP(ep.host, ep.port, local_hostname=self._helo, timeout=ep.timeout)
+                smtp.ehlo()
+                if not smtp.has_extn("starttls"):
+                    smtp.close()
+                    raise TransportError("starttls_not_offered",
+                                         f"{ep.host}:{ep.port} does not offer STARTTLS; MailFlow never "
+                                         "sends a password over an unencrypted connection.")
+                smtp.starttls(context=context)
+            else:
+                raise TransportError("bad_security", f"unknown SMTP security {ep.security!r}")
+            self._smtp = smtp
+            ep.tls.check_pin(smtp.sock)
+            smtp.ehlo()
+            if not smtp.has_extn("auth"):
+                raise TransportError("auth_not_offered", f"{ep.host} does not offer SMTP AUTH.")
+            smtp.login(self._username, self._password)
+        except smtplib.SMTPAuthenticationError as exc:
+            self.close()
+            raise TransportError("auth_failed", "The SMTP server rejected the username or App Password "
+                                                f"({exc.smtp_code}).") from None
+        except TransportError:
+            self.close()
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            raise classify(exc, ep.host, ep.port) from None
+        return self
+
+    def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> None:
+        if self._smtp is None:
+            raise RuntimeError("open() first")
+        try:
+            refused = self._smtp.sendmail(mail_from, rcpt_to, message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            raise SmtpRejected(code, text.decode(errors="replace")) from None
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            raise SmtpRejected(exc.smtp_code, exc.smtp_error.decode(errors="replace")) from None
+        if refused:  # some recipients refused: we send one recipient per message, so this is all
+            code, text = next(iter(refused.values()))
+            raise SmtpRejected(code, text.decode(errors="replace"))
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
+
+    def __enter__(self) -> "SmtpSession":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check(endpoint: Endpoint, username: str, password: str, helo_name: str = "localhost") -> None:
+    """Connect, negotiate TLS and authenticate; raise TransportError saying what failed."""
+    with SmtpSession(endpoint, username, password, helo_name):
+        pass
