@@ -135,7 +135,7 @@ def config_docs():
 def options_markdown() -> str:
     lines = ["| option | environment | default | description |", "| --- | --- | --- | --- |"]
     for o in OPTIONS:
-        default = display_value(o, o.default) if o.default not in (None, ()) else "(unset)"
+        default = display_value(o, o.parse(o.default)) if o.default not in (None, ()) else "(unset)"
         env = f"`{o.env}_FILE`" if o.secret else f"`{o.env}`"
         lines.append(f"| `{o.name}` | {env} | `{default}` | {o.help} |")
     return "\n".join(lines)
@@ -196,6 +196,41 @@ def create_admin(obj: Context, email, name):
     finally:
         db.close()
     click.echo(f"created {user['role']} {user['email']}")
+
+
+@main.group("audit")
+def audit_group():
+    """Check the append-only, hash-chained audit log."""
+
+
+@audit_group.command("verify")
+@click.pass_obj
+def audit_verify(obj: Context):
+    """Walk the audit log's hash chain from the first entry to the last.
+
+    Exits 0 when every entry is intact, 1 naming the first entry that was edited, removed
+    or inserted out of band.
+    """
+    from .db.migrator import status
+    from .keys import load_keyring
+    from .runtime import open_database
+    from .services import audit
+
+    config = obj.config
+    db = open_database(config, load_keyring(config), create=False)
+    try:
+        if any(state.applied_at is None for state in status(db)):
+            raise ConfigError("the database schema is not up to date; run `mailflow migrate` first")
+        result = audit.verify(db)
+    finally:
+        db.close()
+    if not result.ok:
+        click.echo(f"audit log check FAILED: {result.problem} "
+                   f"(entries verified before it: {result.checked})", err=True)
+        sys.exit(1)
+    click.echo(f"audit log OK: {result.checked} entries verified; head {result.head}")
+    click.echo("compare the head with the latest `audit.anchor` event in the service log: "
+               "entries removed from the end leave an older head behind")
 
 
 if __name__ == "__main__":  # pragma: no cover

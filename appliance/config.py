@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import date
@@ -114,6 +115,67 @@ def parse_date(raw: Any) -> date:
         raise ValueError("expected a date like 2027-06-30") from None
 
 
+def parse_oidc_issuer(raw: Any) -> str | None:
+    """An OpenID Provider's issuer: https, or http only on a loopback host (tests, development).
+    Kept exactly as written (trailing slash included): ID tokens must name it exactly. Empty: off."""
+    text = str(raw).strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an https:// URL, e.g. https://accounts.google.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not contain a query, fragment or user name")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError("must use https:// (plain http:// is allowed only for a loopback host)")
+    return text
+
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+# Anyone can open an account at these, so "everyone from this domain" would mean everyone.
+PUBLIC_MAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com",
+    "ymail.com", "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.com", "gmx.net",
+    "gmx.de", "web.de", "mail.com", "yandex.com", "yandex.ru", "zoho.com", "fastmail.com",
+})
+
+
+def parse_domains(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).replace(",", " ").split()
+    domains = []
+    for item in items:
+        domain = str(item).strip().lower().removeprefix("@")
+        if not _DOMAIN.match(domain):
+            raise ValueError(f"expected domain names like example.com, got {str(item)!r}")
+        if domain in PUBLIC_MAIL_DOMAINS:
+            raise ValueError(f"{domain} is a public mail provider: anyone could sign up there and get in; "
+                             "invite those users instead")
+        if domain not in domains:
+            domains.append(domain)
+    return tuple(domains)
+
+
+def parse_label(raw: Any) -> str | None:
+    text = str(raw).strip()
+    if not text:
+        return None
+    if len(text) > 40 or not text.isprintable():
+        raise ValueError("expected 1 to 40 printable characters")
+    return text
+
+
+def parse_readable_file(raw: Any) -> Path | None:
+    if raw in (None, ""):
+        return None
+    path = parse_path(raw)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
 # -- the option table ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -171,6 +233,25 @@ OPTIONS: tuple[Option, ...] = (
     Option("security_txt_expires", parse_date, None,
            "Expiry date (YYYY-MM-DD) published in /.well-known/security.txt. When unset: one year "
            "from start-up."),
+    Option("oidc_preset", parse_choice("generic", "google"), "generic",
+           "OIDC sign-in provider kind (docs/oidc.md). google fills oidc_issuer with "
+           "https://accounts.google.com and turns OIDC sign-in on."),
+    Option("oidc_issuer", parse_oidc_issuer, None,
+           "Issuer URL of the OpenID Connect provider (https; http only on a loopback host). "
+           "When unset (and oidc_preset is generic), OIDC sign-in is off."),
+    Option("oidc_client_id", parse_text, None,
+           "Client ID MailFlow is registered under at the OIDC provider."),
+    Option("oidc_client_secret", parse_text, None,
+           "Client secret of that registration.", secret=True),
+    Option("oidc_allowed_domains", parse_domains, (),
+           "Email domains whose people may sign in with OIDC without an account: they get one as viewer. "
+           "Existing active users may always sign in with OIDC; everyone else is refused."),
+    Option("oidc_button_label", parse_label, None,
+           "Provider name on the sign-in page's \"Sign in with ...\" button. When unset: Google for "
+           "the google preset, otherwise SSO."),
+    Option("oidc_ca_file", parse_readable_file, None,
+           "PEM file of extra CA certificates trusted for the OIDC provider (an on-premises "
+           "identity provider with a private CA)."),
 )
 
 
@@ -300,6 +381,8 @@ def load_config(config_file: str | Path | None = None, env: Mapping[str, str] | 
 
     if not problems:
         problems.extend(validate(values))
+    if not problems and oidc_issuer(values) and not values.get("oidc_issuer"):
+        values["oidc_issuer"], sources["oidc_issuer"] = oidc_issuer(values), "preset:google"
     if problems:
         raise ConfigError(*problems)
     return Config(MappingProxyType(values), MappingProxyType(sources), options)
@@ -313,6 +396,48 @@ def validate(values: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"listen: {listen[0]} is not a loopback address; MailFlow serves plain HTTP, so bind "
             "127.0.0.1 behind a TLS front, or set trusted_proxies to that front's address")
+    problems.extend(validate_oidc(values))
+    return problems
+
+
+GOOGLE_ISSUER = "https://accounts.google.com"
+
+
+def oidc_issuer(values: Mapping[str, Any]) -> str | None:
+    """The effective issuer: the configured one, or the preset's. None means OIDC is off."""
+    if values.get("oidc_issuer"):
+        return values["oidc_issuer"]
+    return GOOGLE_ISSUER if values.get("oidc_preset") == "google" else None
+
+
+def validate_oidc(values: Mapping[str, Any]) -> list[str]:
+    problems = []
+    issuer = oidc_issuer(values)
+    preset = values.get("oidc_preset")
+    if issuer is None:
+        stray = [n for n in ("oidc_client_id", "oidc_client_secret", "oidc_allowed_domains",
+                             "oidc_button_label", "oidc_ca_file") if values.get(n)]
+        if stray:
+            problems.append(f"{stray[0]}: set, but OIDC sign-in is off; set oidc_issuer "
+                            "(or oidc_preset = \"google\") to turn it on")
+        return problems
+    if preset == "google" and issuer.rstrip("/") != GOOGLE_ISSUER:
+        problems.append(f"oidc_issuer: the google preset uses {GOOGLE_ISSUER}; unset oidc_issuer "
+                        "or set oidc_preset = \"generic\"")
+    if not values.get("oidc_client_id"):
+        problems.append("oidc_client_id: required when OIDC sign-in is on")
+    if not values.get("oidc_client_secret"):
+        problems.append("oidc_client_secret: required when OIDC sign-in is on; set oidc_client_secret_file, "
+                        "MAILFLOW_OIDC_CLIENT_SECRET_FILE or the credential mailflow.oidc_client_secret")
+    public_url = values.get("public_url")
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme != "https" and not is_loopback(parts.hostname or ""):
+            problems.append("public_url: must be https:// when OIDC sign-in is on (the provider sends "
+                            "sign-in codes to <public_url>/login/oidc/callback)")
+    elif values.get("listen") is not None and not is_loopback(values["listen"][0]):
+        problems.append("public_url: required when OIDC sign-in is on and listen is not a loopback "
+                        "address (the redirect URI is <public_url>/login/oidc/callback)")
     return problems
 
 

@@ -73,3 +73,31 @@ def test_first_run_in_the_browser(live_server, page):
     expected = {"Failed to load resource: the server responded with a status of 400 (BAD REQUEST)",
                 "Failed to load resource: the server responded with a status of 401 (UNAUTHORIZED)"}
     assert [e for e in page.problems if e not in expected] == []
+
+
+@pytest.fixture
+def admin_page(live_server, page):
+    """A page signed in as the owner of a fresh live server (created with `mailflow create-admin`)."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-m", "appliance.cli", "create-admin", "boss@example.com"],
+                   env=live_server.env, input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+    page.page.goto(live_server.url + "/login")
+    page.page.fill("#f-email", "boss@example.com")
+    page.page.fill("#f-password", PASSWORD)
+    page.page.click("#login-form button[type=submit]")
+    page.page.wait_for_url(live_server.url + "/")
+    return page
+
+
+def test_mailbox_form_presets_fill_the_servers(live_server, admin_page):
+    p = admin_page.page
+    p.click(".sidenav a:has-text('Mailboxes')")
+    p.click("a:has-text('Connect mailbox')")
+    assert p.input_value("#f-smtp_host") == "smtp.gmail.com"  # the default preset, filled by presets.js
+    p.select_option("#f-provider", "fastmail")
+    assert p.input_value("#f-smtp_host") == "smtp.fastmail.com"
+    assert p.input_value("#f-imap_port") == "993"
+    assert p.is_checked("input[name=save_sent_copy]")  # Fastmail does not file sent mail itself
+    assert "App Password" in p.locator("#preset-help").inner_text()
+    assert admin_page.problems == []

@@ -117,3 +117,10 @@ def test_per_user_limit_applies_to_signed_in_callers(appliance, web, monkeypatch
     s = login(web.test_client(), "m@x.test")
     codes = [web.test_client().get("/api/v1/me", headers=s.headers(True)).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
+
+
+def test_ordinary_responses_carry_no_retry_after(appliance, client):
+    add_user(appliance, "m@x.test")
+    r = client.post("/api/v1/auth/login", json={"email": "m@x.test", "password": PASSWORD})
+    assert r.status_code == 200 and "Retry-After" not in r.headers
+    assert "Retry-After" not in client.get("/healthz").headers

@@ -12,15 +12,21 @@ Rules (tested by walking every route):
 from __future__ import annotations
 
 import functools
+import math
+import time
+
 from flask import Flask, g, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from limits import parse_many
+from werkzeug.exceptions import TooManyRequests
 
 from appliance.services import api_keys, sessions
 from appliance.services.authz import Principal
 from appliance.services.errors import AuthenticationFailed
 
 from .context import appliance
+from .limits import AUTH, limiter
 
 COOKIE = "mf_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -70,10 +76,44 @@ def authenticate() -> None:
         csrf.protect(apply_exemptions=True)
 
 
+API_KEY_FAILURES = parse_many(AUTH)  # failed API-key authentications per IP: 5/minute, 20/hour
+
+
 def bearer_principal(token: str) -> Principal:
     if token.startswith("mf_"):
-        return api_keys.authenticate(appliance().db, token, client_ip())
+        return api_key_principal(token)
     return sessions.authenticate(appliance().db, appliance().keys.sessions, token, client_ip())
+
+
+def api_key_principal(token: str) -> Principal:
+    """An API key, with failed attempts limited per IP (in the limiter's storage).
+
+    Only failures count (unknown prefix, wrong secret, revoked key, disabled user), so a busy
+    integration never limits itself. Once an IP has spent its failure budget, keys from it are
+    refused with 429 *before* any bcrypt check until the window passes: verifying them would
+    keep the guessing oracle open, so even a valid key that is not in the verified-key cache
+    gets 429. A key verified within the cache's lifetime is still served (it was proven
+    already and costs no bcrypt, so it tells a guesser nothing), which keeps a working
+    integration behind the same address running through a short burst of someone's failures.
+    """
+    db, ip = appliance().db, client_ip()
+    ident = ip or "unknown"
+    if limiter.enabled:
+        spent = [item for item in API_KEY_FAILURES if not limiter.limiter.test(item, "apikey-fail", ident)]
+        if spent:
+            principal = api_keys.cached_principal(db, token, ip)
+            if principal is not None:
+                return principal
+            reset = max(limiter.limiter.get_window_stats(item, "apikey-fail", ident).reset_time for item in spent)
+            raise TooManyRequests("Too many failed API-key attempts from this address. Try again later.",
+                                  retry_after=max(1, math.ceil(reset - time.time())))
+    try:
+        return api_keys.authenticate(db, token, ip)
+    except AuthenticationFailed:
+        if limiter.enabled:
+            for item in API_KEY_FAILURES:
+                limiter.limiter.hit(item, "apikey-fail", ident)
+        raise
 
 
 def set_session_cookie(response, token: str, claims: dict) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 
 from flask import Flask, g, request
-from flask_limiter import Limiter
+from flask_limiter import Limiter, RateLimitExceeded
 from limits import parse_many
 from werkzeug.exceptions import HTTPException
+
+from .errors import error_response
 
 PER_IP = "600 per minute"
 PER_USER = "300 per minute"
@@ -35,7 +37,8 @@ def user_key() -> str:
     return f"user:{principal.user_id}" if principal is not None else ip_key()
 
 
-limiter = Limiter(ip_key, application_limits=[PER_IP], headers_enabled=True, storage_uri="memory://",
+# headers_enabled stays off: it would put Retry-After on every 200 response; 429s get theirs below.
+limiter = Limiter(ip_key, application_limits=[PER_IP], headers_enabled=False, storage_uri="memory://",
                   strategy="fixed-window")
 
 # Applied to auth endpoints: per IP and per account. Only failures count (deduct_when), so a
@@ -61,6 +64,8 @@ class TooManyRequests(HTTPException):
 def hit_or_raise(limit: str, namespace: str, key: str) -> None:
     """Count one request against `limit` for `key`; raise 429 (with Retry-After) when spent.
     Uses the limiter's own storage, so every limit lives in one place."""
+    if not limiter.enabled:
+        return
     for item in parse_many(limit):
         if not limiter.limiter.hit(item, namespace, key):
             reset = limiter.limiter.get_window_stats(item, namespace, key).reset_time
@@ -69,6 +74,13 @@ def hit_or_raise(limit: str, namespace: str, key: str) -> None:
 
 def init_app(app: Flask) -> None:
     limiter.init_app(app)
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded):
+        current = limiter.current_limit
+        retry_after = max(1, int(current.reset_at - time.time()) + 1) if current is not None else 60
+        body, status = error_response(429, "too_many_requests", TooManyRequests.description)
+        return body, status, {"Retry-After": str(retry_after)}
 
     @app.before_request
     def per_user_limit():

@@ -36,4 +36,6 @@ def revoke(conn: Connection, key_id: int, now: str) -> bool:
 
 
 def touch(conn: Connection, key_id: int, now: str) -> None:
-    conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
+    """Record a use; never moves last_used_at backwards (racing requests may touch together)."""
+    conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                 (now, key_id, now))

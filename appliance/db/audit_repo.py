@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from . import like
 from .database import Connection, Row
 
 GENESIS = "0" * 64
@@ -14,6 +15,11 @@ COLUMNS = ("at", "actor_type", "actor_id", "actor_label", "ip", "action", "targe
 def last_hash(conn: Connection) -> str:
     row = conn.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     return row["hash"] if row else GENESIS
+
+
+def head(conn: Connection) -> tuple[int, str]:
+    row = conn.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    return (row["id"], row["hash"]) if row else (0, GENESIS)
 
 
 def insert(conn: Connection, entry: dict) -> int:
@@ -32,13 +38,14 @@ def search(conn: Connection, *, action: str | None = None, actor: str | None = N
     if action:
         if action.endswith("."):
             clauses.append("action LIKE ? ESCAPE '\\'")
-            params.append(action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            params.append(like.prefix(action))
         else:
             clauses.append("action = ?")
             params.append(action)
     if actor:
-        clauses.append("actor_label = ?")
-        params.append(actor)
+        # a person's own actions and those of their API keys ("alice@x.test (key ab12cd34)")
+        clauses.append("(actor_label = ? OR actor_label LIKE ? ESCAPE '\\')")
+        params += [actor, like.prefix(actor + " (key ")]
     if since:
         clauses.append("at >= ?")
         params.append(since)

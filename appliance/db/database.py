@@ -37,7 +37,7 @@ class Database:
         self._key_pragma = f"PRAGMA key = \"x'{key.hex()}'\""
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[Connection] = []
+        self._connections: dict[threading.Thread, Connection] = {}
         self._closed = False
         if not self.path.exists():
             if not create:
@@ -54,8 +54,15 @@ class Database:
             conn = self._open(create)
             self._local.conn = conn
             with self._lock:
-                self._connections.append(conn)
+                self._prune_dead_threads()
+                self._connections[threading.current_thread()] = conn
         return conn
+
+    def _prune_dead_threads(self) -> None:
+        """Close connections whose thread has ended (short-lived worker pools), so their
+        number stays bounded by the threads alive now. Caller holds the lock."""
+        for thread in [t for t in self._connections if not t.is_alive()]:
+            self._connections.pop(thread).close()
 
     def _open(self, create: bool) -> Connection:
         # mode=rw never creates a file: a wrong path or key can never leave an empty database behind.
@@ -116,7 +123,7 @@ class Database:
         if conn is not None:
             self._local.conn = None
             with self._lock:
-                self._connections.remove(conn)
+                self._connections.pop(threading.current_thread(), None)
             conn.close()
 
     def close(self) -> None:
@@ -124,6 +131,6 @@ class Database:
         last close checkpoints the WAL into the main file."""
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections.values()), {}
         for conn in connections:
             conn.close()

@@ -1,6 +1,9 @@
 """Every blueprint of the app, registered in this order by webui.create_app()."""
 
-from . import api_auth, api_users, health, pages, setup, ui_auth, ui_users, wellknown
+from . import api_auth, api_keys, api_users, health, pages, setup, ui_api_keys, ui_auth, ui_users, wellknown
+from . import api_audit, ui_audit
+from . import ui_oidc
+from . import api_mailboxes, ui_mailboxes
 
 BLUEPRINTS = [
     health.bp,
@@ -8,7 +11,14 @@ BLUEPRINTS = [
     pages.bp,
     setup.bp,
     ui_auth.bp,
+    ui_oidc.bp,
     ui_users.bp,
+    ui_audit.bp,
+    ui_api_keys.bp,
     api_auth.bp,
     api_users.bp,
+    api_audit.bp,
+    api_keys.bp,
+    api_mailboxes.bp,
+    ui_mailboxes.bp,
 ]

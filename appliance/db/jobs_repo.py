@@ -1,0 +1,24 @@
+"""Background jobs started by people (bulk checks, imports) and their progress."""
+
+from __future__ import annotations
+
+from .database import Connection, Row
+
+
+def create(conn: Connection, kind: str, total: int, created_by: int | None, now: str) -> int:
+    return conn.execute("INSERT INTO jobs (kind, status, total, created_by, created_at) VALUES (?, 'running', ?, ?, ?)",
+                        (kind, total, created_by, now)).lastrowid
+
+
+def progress(conn: Connection, job_id: int, *, ok: bool) -> None:
+    column = "done" if ok else "failed"  # one of two fixed names
+    conn.execute(f"UPDATE jobs SET {column} = {column} + 1 WHERE id = ?", (job_id,))
+
+
+def finish(conn: Connection, job_id: int, status: str, result: str, now: str) -> None:
+    conn.execute("UPDATE jobs SET status = ?, result = ?, finished_at = ? WHERE id = ?",
+                 (status, result, now, job_id))
+
+
+def by_id(conn: Connection, job_id: int) -> Row | None:
+    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
