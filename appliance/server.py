@@ -21,7 +21,7 @@ from .config import Config
 from .logs import event
 from .runtime import Appliance, open_appliance
 from .scheduler import Scheduler
-from .services import maintenance
+from .services import jobs, maintenance
 from .services.setup import issue_setup_link
 
 log = logging.getLogger("mailflow.server")
@@ -53,6 +53,7 @@ def serve(config: Config, *, out=sys.stdout) -> int:
 
     logs.configure(config.log_level, config.log_format)
     app = open_appliance(config, create=True)
+    jobs.fail_interrupted(app.db)
     app.scheduler = build_scheduler(app)
     host, port = config.listen
     # Forwarding headers are judged by webui's TrustedProxyMiddleware, which knows CIDR ranges

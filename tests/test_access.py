@@ -283,3 +283,15 @@ def test_users_service_never_exposes_hashes(appliance):
     add_user(appliance, "m@example.com")
     listed = users.list_users(appliance.db)
     assert listed and all("password_hash" not in u and "token_version" not in u for u in listed)
+
+
+def test_an_account_without_a_password_sets_its_first_one(appliance, web):
+    """Accounts made by single sign-on have no password; signed in, they may set one."""
+    from appliance.services.authz import Principal
+    with appliance.db.transaction() as conn:
+        user_id = users_repo.insert(conn, email="sso@x.test", name="", role="viewer", status="active",
+                                    password_hash=None, now="2026-01-01T00:00:00Z")
+    principal = Principal(user_id=user_id, email="sso@x.test", role="viewer", via="session")
+    assert users.get(appliance.db, user_id)["has_password"] is False
+    users.change_password(appliance.db, principal, current_password="", new_password=PASSWORD, cost=12)
+    assert login(web.test_client(), "sso@x.test").user["has_password"] is True

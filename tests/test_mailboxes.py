@@ -239,3 +239,33 @@ def test_mailbox_pages(appliance, web, mailstack):
     m = web.test_client()
     login(m, "member@x.test")
     assert m.get("/mailboxes").status_code == 403
+
+
+def test_delete_and_recent_activity(appliance, web, admin, mailstack):
+    c = web.test_client()
+    mailbox_id = c.post("/api/v1/mailboxes?check=false", json=payload(mailstack), headers=admin).get_json()["id"]
+    c.post(f"/api/v1/mailboxes/{mailbox_id}/pause", headers=admin)
+    actions = [a["action"] for a in mailboxes.recent_activity(appliance.db, mailbox_id)]
+    assert actions == ["mailbox.paused", "mailbox.connected"]
+    assert c.delete(f"/api/v1/mailboxes/{mailbox_id}", headers=admin).status_code == 204
+    assert c.get(f"/api/v1/mailboxes/{mailbox_id}", headers=admin).status_code == 404
+    assert audit_actions(appliance, "mailbox.deleted")[0]["target_id"] == str(mailbox_id)
+
+
+def test_interrupted_jobs_are_marked_failed_at_start_up(appliance):
+    from appliance.db import jobs_repo
+    from appliance.services import jobs
+    with appliance.db.transaction() as conn:
+        job_id = jobs_repo.create(conn, "mailbox_check", 10, None, "2026-01-01T00:00:00Z")
+    assert jobs.fail_interrupted(appliance.db) == 1
+    job = jobs.get(appliance.db, job_id)
+    assert job["status"] == "failed" and job["result"] == {"error": "interrupted by a restart"}
+
+
+def test_slow_ramp_caps_the_day(appliance):
+    from datetime import date
+    box = {"daily_limit": 50, "ramp_start": 5, "ramp_step": 3, "ramp_started_on": "2026-11-01"}
+    assert mailboxes.daily_cap(box, date(2026, 11, 1)) == 5
+    assert mailboxes.daily_cap(box, date(2026, 11, 4)) == 14
+    assert mailboxes.daily_cap(box, date(2027, 1, 1)) == 50
+    assert mailboxes.daily_cap(dict(box, ramp_start=None), date(2026, 11, 1)) == 50

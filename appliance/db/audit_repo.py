@@ -32,9 +32,13 @@ def insert(conn: Connection, entry: dict) -> int:
 
 def search(conn: Connection, *, action: str | None = None, actor: str | None = None,
            since: str | None = None, until: str | None = None, before_id: int | None = None,
-           limit: int = 50) -> list[Row]:
-    """Newest first. `action` matches exactly or as a prefix ending in '.' (e.g. 'user.')."""
+           target: tuple[str, str] | None = None, limit: int = 50) -> list[Row]:
+    """Newest first. `action` matches exactly or as a prefix ending in '.' (e.g. 'user.');
+    `target` is (type, id), e.g. ("mailbox", "7")."""
     clauses, params = [], []
+    if target:
+        clauses.append("target_type = ? AND target_id = ?")
+        params += [target[0], str(target[1])]
     if action:
         if action.endswith("."):
             clauses.append("action LIKE ? ESCAPE '\\'")

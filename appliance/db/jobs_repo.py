@@ -22,3 +22,10 @@ def finish(conn: Connection, job_id: int, status: str, result: str, now: str) ->
 
 def by_id(conn: Connection, job_id: int) -> Row | None:
     return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def fail_running(conn: Connection, now: str) -> int:
+    """Jobs still 'running' when the process starts were cut off by a restart."""
+    return conn.execute("UPDATE jobs SET status = 'failed', finished_at = ?, "
+                        "result = '{\"error\": \"interrupted by a restart\"}' WHERE status = 'running'",
+                        (now,)).rowcount

@@ -63,3 +63,9 @@ def start(db: Database, kind: str, items: list, work: Callable[[object], bool], 
     else:
         threading.Thread(target=run_all, name=f"mailflow-job-{job_id}", daemon=True).start()
     return job_id
+
+
+def fail_interrupted(db: Database) -> int:
+    """At start-up: a job left running by the previous process will never finish."""
+    with db.transaction() as conn:
+        return jobs_repo.fail_running(conn, utcnow_iso())

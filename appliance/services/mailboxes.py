@@ -248,5 +248,9 @@ def resume(db: Database, keys, principal: Principal, mailbox_id: int) -> tuple[d
     return get(db, mailbox_id), result
 
 
+def recent_activity(db: Database, mailbox_id: int, limit: int = 20) -> list[dict]:
+    return audit.search(db, target=("mailbox", str(mailbox_id)), limit=limit)
+
+
 def credential_reads(db: Database, mailbox_id: int) -> list[dict]:
     return [dict(r) for r in mailboxes_repo.credential_reads(db.connection(), mailbox_id)]

@@ -34,7 +34,8 @@ def email_problem(email: str) -> str | None:
 def public(user) -> dict:
     """A user as the API and UI show it: never the password hash or token version."""
     return {"id": user["id"], "email": user["email"], "name": user["name"], "role": user["role"],
-            "status": user["status"], "created_at": user["created_at"], "last_login_at": user["last_login_at"]}
+            "status": user["status"], "has_password": bool(user["password_hash"]),
+            "created_at": user["created_at"], "last_login_at": user["last_login_at"]}
 
 
 def _token_hash(token: str) -> str:
@@ -271,9 +272,10 @@ def delete(db: Database, principal: Principal, user_id: int) -> None:
 
 def change_password(db: Database, principal: Principal, *, current_password: str, new_password: str,
                     cost: int) -> None:
-    """Every earlier token of this user stops working (the token version moves on)."""
+    """Every earlier token of this user stops working (the token version moves on). An account
+    made by single sign-on has no password yet: it sets its first one without a current one."""
     user = users_repo.by_id(db.connection(), principal.user_id)
-    if not passwords.verify_password(current_password or "", user["password_hash"]):
+    if user["password_hash"] and not passwords.verify_password(current_password or "", user["password_hash"]):
         audit.record_now(db, principal.actor(), "auth.password_change_failed", target_type="user",
                          target_id=user["id"])
         raise ValidationError({"current_password": "This is not your current password."})

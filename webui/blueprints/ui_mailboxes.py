@@ -88,7 +88,7 @@ def detail(mailbox_id: int):
     mailbox = mailboxes.get(appliance().db, mailbox_id)
     form = dict(mailbox, tags=", ".join(mailbox["tags"]), tls_mode=mailbox["tls"]["mode"],
                 tls_pin_sha256=mailbox["tls"].get("pinned_sha256", ""))
-    errors, check = {}, None
+    errors = {}
     if request.method == "POST":
         form = dict(form, **request.form, sending_enabled="sending_enabled" in request.form,
                     save_sent_copy="save_sent_copy" in request.form)
@@ -101,7 +101,8 @@ def detail(mailbox_id: int):
         except ValidationError as exc:
             errors = exc.fields
     return render_template("mailbox_detail.html", mailbox=mailbox, form=form, errors=errors, presets=preset_view(),
-                           check=check, reads=mailboxes.credential_reads(appliance().db, mailbox_id),
+                           reads=mailboxes.credential_reads(appliance().db, mailbox_id),
+                           activity=mailboxes.recent_activity(appliance().db, mailbox_id),
                            saved=request.args.get("saved")), 400 if errors else 200
 
 

@@ -69,3 +69,6 @@ CREATE TABLE jobs (
     finished_at TEXT,
     result      TEXT NOT NULL DEFAULT '{}'
 );
+
+-- "Recent activity" of one mailbox, user or key: the audit entries about it, newest first.
+CREATE INDEX audit_log_target ON audit_log (target_type, target_id, id);
