@@ -34,23 +34,23 @@ def appliance(config):
     app.close()
 
 
-@pytest.fixture
-def live_server():
-    """A fresh `mailflow serve` per test; tests that only read share `shared_live_server`."""
+def _live_server():
     root = Path(tempfile.mkdtemp(prefix="mailflow-live-"))
     server = LiveServer(root).start()
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def live_server():
+    """A fresh `mailflow serve` per test; tests that only read share `shared_live_server`."""
+    yield from _live_server()
 
 
 @pytest.fixture(scope="session")
 def shared_live_server():
-    root = Path(tempfile.mkdtemp(prefix="mailflow-live-"))
-    server = LiveServer(root).start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from _live_server()
 
 
 @pytest.fixture

@@ -101,3 +101,39 @@ def test_mailbox_form_presets_fill_the_servers(live_server, admin_page):
     assert p.is_checked("input[name=save_sent_copy]")  # Fastmail does not file sent mail itself
     assert "App Password" in p.locator("#preset-help").inner_text()
     assert admin_page.problems == []
+
+
+def test_campaign_preview_switches_the_lead_without_a_reload(live_server, admin_page):
+    import requests
+    from playwright.sync_api import expect
+
+    api = live_server.url + "/api/v1"
+    token = requests.post(api + "/auth/login", json={"email": "boss@example.com", "password": PASSWORD},
+                          timeout=10).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    lead_ids = []
+    for lead in ({"email": "ann@lead.test", "first_name": "Ann"}, {"email": "bo@lead.test", "first_name": "<b>Bo</b>"}):
+        r = requests.post(api + "/leads", json=lead, headers=auth, timeout=10)
+        assert r.status_code == 201, r.text
+        lead_ids.append(r.json()["id"])
+    campaign = requests.post(api + "/campaigns", headers=auth, timeout=10, json={
+        "name": "Browser campaign", "steps": [{"delay_minutes": 0, "variants": [
+            {"subject": "Hi {{first_name}}", "body": "Hello {{first_name}}!"}]}]}).json()
+    requests.post(f"{api}/campaigns/{campaign['id']}/leads", json={"lead_ids": lead_ids}, headers=auth, timeout=10)
+
+    p = admin_page.page
+    p.click(".sidenav a:has-text('Campaigns')")
+    p.click("a:has-text('Browser campaign')")
+    preview = p.locator("#campaign-preview")
+    expect(preview).to_contain_text("Hello Ann!")
+    p.evaluate("window.sameDocument = true")
+    p.select_option("#preview-lead", str(lead_ids[1]))
+    expect(preview).to_contain_text("Hello <b>Bo</b>!")  # lead data is text, never markup
+    assert preview.locator("b").count() == 0
+    assert p.evaluate("window.sameDocument") is True and f"lead_id={lead_ids[1]}" in p.url
+    # Save re-renders the preview of the chosen lead with the new text
+    p.fill("#f-steps-0-variants-0-body", "Changed for {{first_name}}.")
+    p.click("#save-top")
+    expect(p.locator(".alert.ok")).to_contain_text("Saved.")
+    expect(preview).to_contain_text("Changed for <b>Bo</b>.")
+    assert admin_page.problems == []

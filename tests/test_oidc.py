@@ -21,7 +21,7 @@ from appliance import cli
 from appliance.config import load_config
 from appliance.errors import ConfigError
 from appliance.keys import generate_key_file
-from appliance.services import oidc
+from appliance.services import oidc, oidc_provider
 
 from .support.access import add_user
 from .support.oidc_provider import MISBEHAVIOURS, OIDCProvider
@@ -192,7 +192,7 @@ def test_rotated_provider_keys_are_fetched_again(appliance, client, provider, mo
     add_user(appliance, "alice@example.com")
     assert sign_in(client, provider).status_code == 302
     provider.rotate_keys()
-    monkeypatch.setattr(oidc, "JWKS_REFRESH_MIN", 0)
+    monkeypatch.setattr(oidc_provider, "JWKS_REFRESH_MIN", 0)
     client.delete_cookie("mf_session")
     assert sign_in(client, provider).status_code == 302
     assert provider.hits.count("/jwks") == 2 and signed_in_email(client) == "alice@example.com"
@@ -389,7 +389,7 @@ def test_https_provider_with_a_private_ca(root, tmp_path):
 
 
 def test_tls_context_demands_verification_and_tls12():
-    context = oidc._tls_context(None)
+    context = oidc_provider._tls_context(None)
     import ssl
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2

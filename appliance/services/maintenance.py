@@ -9,6 +9,7 @@ from typing import Callable
 from ..logs import event
 from ..runtime import Appliance
 from . import audit
+from .lead_import import PURGE_INTERVAL, purge_stale_uploads
 from .sessions import purge_revoked
 from .setup import purge_expired_setup_tokens
 
@@ -34,4 +35,5 @@ def jobs(app: Appliance) -> list[JobSpec]:
         JobSpec("maintenance.purge_revoked_sessions", 3600, lambda: purge_revoked(app.db), first_delay=90),
         JobSpec("maintenance.audit_anchor", 3600, lambda: log_audit_anchor(app), first_delay=5),
         JobSpec("maintenance.wal_checkpoint", 300, app.db.checkpoint, first_delay=300),
+        JobSpec("maintenance.purge_lead_uploads", PURGE_INTERVAL, lambda: purge_stale_uploads(app.config.data_dir)),
     ]

@@ -4,6 +4,9 @@ from . import api_auth, api_keys, api_users, health, pages, setup, ui_api_keys, 
 from . import api_audit, ui_audit
 from . import ui_oidc
 from . import api_mailboxes, ui_mailboxes
+from . import api_leads, ui_leads
+from . import api_suppressions, ui_suppressions, api_settings, ui_settings
+from . import api_campaigns, ui_campaigns
 
 BLUEPRINTS = [
     health.bp,
@@ -21,4 +24,12 @@ BLUEPRINTS = [
     api_keys.bp,
     api_mailboxes.bp,
     ui_mailboxes.bp,
+    api_leads.bp,
+    ui_leads.bp,
+    api_suppressions.bp,
+    ui_suppressions.bp,
+    api_settings.bp,
+    ui_settings.bp,
+    api_campaigns.bp,
+    ui_campaigns.bp,
 ]

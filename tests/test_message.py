@@ -1,0 +1,74 @@
+"""Outbound MIME: clean headers, List-Unsubscribe (RFC 2369/8058), threads, no header injection."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, strategies as st
+
+from appliance.mail.message import HeaderInjection, Outbound, build, new_message_id
+from appliance.services import links
+
+
+def outbound(**over) -> Outbound:
+    base = dict(from_email="ada@acme.example", from_name="Ada Sales", to_email="bob@lead.example",
+                subject="Quick question", text="Hi Bob,\n\nA line.\n", message_id=new_message_id("acme.example"),
+                date=datetime(2026, 11, 26, 9, 30, tzinfo=timezone.utc),
+                unsubscribe_mailto="unsubscribe@acme.example",
+                unsubscribe_url="https://mail.acme.example/u/" + "x" * 60)
+    base.update(over)
+    return Outbound(**base)
+
+
+def parse(raw: bytes):
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def test_headers_and_parts():
+    msg = outbound(html="<p>Hi Bob</p>", reply_to="replies@acme.example")
+    parsed = parse(build(msg))
+    assert parsed["From"] == "Ada Sales <ada@acme.example>" and parsed["Reply-To"] == "replies@acme.example"
+    assert parsed["Message-ID"] == msg.message_id and msg.message_id.endswith("@acme.example>")
+    assert parsed["Date"] == "Thu, 26 Nov 2026 09:30:00 +0000"
+    assert parsed["List-Unsubscribe"] == f"<mailto:unsubscribe@acme.example>, <{msg.unsubscribe_url}>"
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert [p.get_content_type() for p in parsed.walk()] == ["multipart/alternative", "text/plain", "text/html"]
+    assert all(len(line) <= 998 for line in build(msg).split(b"\r\n"))
+
+
+def test_follow_up_threads():
+    first = new_message_id("acme.example")
+    parsed = parse(build(outbound(subject="Re: Quick question", in_reply_to=first, references=[first])))
+    assert parsed["In-Reply-To"] == first and parsed["References"] == first
+
+
+@pytest.mark.parametrize("field", ["subject", "from_name", "to_email", "reply_to", "in_reply_to"])
+def test_line_breaks_never_reach_a_header(field):
+    with pytest.raises(HeaderInjection):
+        build(outbound(**{field: "x\r\nBcc: victim@example.com"}))
+
+
+@given(st.text(max_size=80))
+def test_any_subject_either_builds_cleanly_or_is_refused(subject):
+    try:
+        raw = build(outbound(subject=subject))
+    except HeaderInjection:
+        assert len((subject + "x").splitlines()) > 1 or "\0" in subject
+        return
+    headers = raw.split(b"\r\n\r\n")[0].decode()
+    assert [line.split(":")[0] for line in headers.split("\r\n") if not line.startswith((" ", "\t"))] == \
+        ["From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",
+         "Content-Type", "Content-Transfer-Encoding", "MIME-Version"]
+
+
+def test_unsubscribe_tokens_are_signed():
+    key = b"k" * 32
+    token = links.unsubscribe_token(key, 42, 7)
+    assert links.read_unsubscribe_token(key, token) == (42, 7)
+    assert links.read_unsubscribe_token(b"o" * 32, token) is None
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert links.read_unsubscribe_token(key, forged) is None
+    assert links.read_unsubscribe_token(key, "not-a-token") is None
