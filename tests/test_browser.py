@@ -94,12 +94,13 @@ def test_mailbox_form_presets_fill_the_servers(live_server, admin_page):
     p = admin_page.page
     p.click(".sidenav a:has-text('Mailboxes')")
     p.click("a:has-text('Connect mailbox')")
-    assert p.input_value("#f-smtp_host") == "smtp.gmail.com"  # the default preset, filled by presets.js
+    from playwright.sync_api import expect
+    expect(p.locator("#f-smtp_host")).to_have_value("smtp.gmail.com")  # the default preset, by presets.js
     p.select_option("#f-provider", "fastmail")
-    assert p.input_value("#f-smtp_host") == "smtp.fastmail.com"
-    assert p.input_value("#f-imap_port") == "993"
-    assert p.is_checked("input[name=save_sent_copy]")  # Fastmail does not file sent mail itself
-    assert "App Password" in p.locator("#preset-help").inner_text()
+    expect(p.locator("#f-smtp_host")).to_have_value("smtp.fastmail.com")
+    expect(p.locator("#f-imap_port")).to_have_value("993")
+    expect(p.locator("input[name=save_sent_copy]")).to_be_checked()  # Fastmail files no sent mail itself
+    expect(p.locator("#preset-help")).to_contain_text("App Password")
     assert admin_page.problems == []
 
 

@@ -165,8 +165,10 @@ def enrolled_leads(db: Database, campaign_id: int, *, limit: int = 50) -> list[d
             for r in campaigns_repo.sample_enrolled_leads(conn, campaign_id, 0, limit)]
 
 
-def launch_checks(db: Database, campaign_id: int) -> list[dict]:
-    """Every check with ok/failed and a sentence; launch refuses while any fails."""
+def launch_checks(db: Database, campaign_id: int, *, scan_leads: int | None = None) -> list[dict]:
+    """Every check with ok/failed and a sentence; launch refuses while any fails. A page that
+    only shows the checks may cap how many leads the lead-values check reads (`scan_leads`);
+    launching always reads them all."""
     conn = db.connection()
     row = _row(conn, campaign_id)
     steps = campaigns_repo.steps(conn, campaign_id)
@@ -178,7 +180,7 @@ def launch_checks(db: Database, campaign_id: int) -> list[dict]:
 
     missing = sender_identity.problems(identity)
     add("sender_identity", not missing, "Sender identity is set." if not missing else
-        "Set the sender identity (Settings → Sender identity): " + "; ".join(missing))
+        " ".join(missing))
     add("steps", bool(steps), "The sequence has steps." if steps else "Add at least one step.")
     known = campaign_known_variables(conn)
     bad = {}
@@ -198,10 +200,11 @@ def launch_checks(db: Database, campaign_id: int) -> list[dict]:
     add("mailboxes", bool(healthy), f"{len(healthy)} of {len(pool)} mailboxes in the pool can send." if healthy else
         "Add at least one healthy mailbox (active, sending on) to the pool.")
     counts = campaigns_repo.enrollment_counts(conn, campaign_id)
-    add("leads", counts.get("active", 0) > 0, f"{counts.get('active', 0)} leads enrolled." if counts.get("active")
+    active = counts.get("active", 0)
+    add("leads", active > 0, f"{active} lead{'s' if active != 1 else ''} enrolled." if active
         else "Enrol at least one lead.")
     if steps and not bad:
-        gaps = _leads_missing_values(conn, row, steps)
+        gaps = _leads_missing_values(conn, row, steps, scan=scan_leads)
         add("lead_values", not gaps, "Every lead has the values the templates need." if not gaps else
             f"{len(gaps)} lead(s) lack values the templates need without a fallback (add a fallback like "
             "{{first_name|there}}, fill the field, or remove the lead).", {"leads": gaps[:20]})
@@ -212,14 +215,17 @@ def campaign_known_variables(conn) -> set[str]:
     return known_variables(campaigns_repo.custom_field_names(conn))
 
 
-def _leads_missing_values(conn, row, steps: list[dict], limit: int = 20, page: int = 500) -> list[dict]:
+def _leads_missing_values(conn, row, steps: list[dict], limit: int = 20, page: int = 500,
+                          scan: int | None = None) -> list[dict]:
     """Enrolled leads lacking a lead value that a template needs without a fallback (the first
-    `limit` of them). Sender and link values come from the mailbox and the appliance."""
+    `limit` of them, among the first `scan` leads when given). Sender and link values come
+    from the mailbox and the appliance."""
     parsed = [templating.parse(v[part]) for s in steps for v in s["variants"] for part in ("subject", "body")]
-    gaps, after = [], 0
-    while len(gaps) < limit and after is not None:
+    gaps, after, read = [], 0, 0
+    while len(gaps) < limit and after is not None and (scan is None or read < scan):
         leads = campaigns_repo.sample_enrolled_leads(conn, row["id"], after, page)
         after = leads[-1]["id"] if len(leads) == page else None
+        read += len(leads)
         for lead in leads:
             values = compose.lead_values(lead)
             lacking = sorted({name for nodes in parsed for name in templating.missing_values(nodes, values)

@@ -312,7 +312,6 @@ def _options(mode: str | None, tag: str | None, source: str | None) -> tuple[str
 
 @dataclass
 class _Pending:
-    line: int
     fields: dict
     custom: dict
     tags: frozenset
@@ -383,7 +382,7 @@ class _Importer:
         email = fields.pop("email")
         earlier = self.pending.get(email)
         if earlier is None:
-            self.pending[email] = _Pending(line, fields, custom, tags)
+            self.pending[email] = _Pending(fields, custom, tags)
             if len(self.pending) >= BATCH:
                 self.flush()
             return

@@ -22,6 +22,9 @@ from appliance.services.errors import Conflict, NotFound, ServiceError, Validati
 from ..auth import current, require
 from ..context import appliance, public_url
 
+# The page shows the launch checks on every view; reading 100k leads each time would be slow,
+# so it checks the first few thousand (launching itself checks them all).
+PAGE_SCAN_LEADS = 5000
 bp = Blueprint("ui_campaigns", __name__, url_prefix="/campaigns")
 PAGE = 50
 PREVIEW_LEADS = 50
@@ -321,7 +324,7 @@ def render_page(campaign: dict, state: dict | None = None, *, errors: dict | Non
     return render_template(
         "campaign_edit.html", campaign=campaign, form_action=url_for("ui_campaigns.save", campaign_id=campaign_id),
         alert=alert, messages=[(c, m) for c, m in flashed if c in ("ok", "error")],
-        checks=campaigns.launch_checks(db, campaign_id), check_labels=CHECK_LABELS, launch_refused=launch_refused,
+        checks=campaigns.launch_checks(db, campaign_id, scan_leads=PAGE_SCAN_LEADS), check_labels=CHECK_LABELS, launch_refused=launch_refused,
         leads=leads, preview_lead_id=lead_id, sender_fields=SENDER_FIELDS, preview=preview, preview_error=preview_error,
         enrol=enrol, skip_reasons=SKIP_REASONS, test=test, lead_tags=leads_service.all_tags(db),
         variant_labels=sorted({v["label"] for s in campaign["steps"] for v in s["variants"]}),
