@@ -124,3 +124,9 @@ def test_ordinary_responses_carry_no_retry_after(appliance, client):
     r = client.post("/api/v1/auth/login", json={"email": "m@x.test", "password": PASSWORD})
     assert r.status_code == 200 and "Retry-After" not in r.headers
     assert "Retry-After" not in client.get("/healthz").headers
+
+
+def test_an_api_call_without_any_credentials_is_401_not_a_csrf_error(client):
+    for method, path in (("POST", "/api/v1/users"), ("DELETE", "/api/v1/users/1"), ("POST", "/api/v1/campaigns")):
+        r = client.open(path, method=method, json={})
+        assert r.status_code == 401 and r.get_json()["error"]["code"] == "unauthenticated", (method, path)
