@@ -70,6 +70,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("shutdown_timeout", parse_int_range(1, 80), 20,
            "Seconds to let in-flight requests and jobs finish after SIGTERM (at most 80: the unit's "
            "TimeoutStopSec is 90)."),
+    Option("sending_threads", parse_int_range(1, 256), 16,
+           "How many mailboxes send at the same time (each has at most one SMTP conversation)."),
+    Option("domain_spread_seconds", parse_int_range(0, 86400), 120,
+           "Minimum seconds between two messages to the same recipient domain, across all mailboxes, "
+           "so one company never gets a burst."),
     Option("setup_link_ttl", parse_int_range(300, 7 * 86400), 86400,
            "Seconds the one-time first-admin setup link stays valid."),
     Option("bcrypt_cost", parse_int_range(12, 16), 12,

@@ -19,6 +19,7 @@ class Appliance:
     keys: KeyRing
     db: Database
     scheduler: Scheduler | None = None
+    engine: object | None = None  # the SendingEngine, in `mailflow serve` only
 
     def close(self) -> None:
         self.db.close()

@@ -22,6 +22,10 @@ from .logs import event
 from .runtime import Appliance, open_appliance
 from .scheduler import Scheduler
 from .services import jobs, maintenance
+from .services.engine import SendingEngine
+from .services.planner import plan_due
+from .services.reconcile import Orphans
+from .services.sender import Policy
 from .services.setup import issue_setup_link
 
 log = logging.getLogger("mailflow.server")
@@ -41,10 +45,32 @@ def sd_notify(message: str) -> None:
 
 
 def build_scheduler(app: Appliance) -> Scheduler:
+    """Housekeeping plus the sending engine: reconcile what an earlier process left mid-send,
+    plan due steps, and hand due messages to per-mailbox workers."""
     scheduler = Scheduler(max_workers=app.config.scheduler_threads)
-    for job in maintenance.jobs(app):
+    app.engine = SendingEngine(app, threads=app.config.sending_threads,
+                               policy=Policy(domain_spread_seconds=app.config.domain_spread_seconds,
+                                             base_url=app.config.public_url))
+    for job in maintenance.jobs(app) + sending_jobs(app):
         scheduler.register(job.name, job.interval, job.run, first_delay=job.first_delay)
     return scheduler
+
+
+def sending_jobs(app: Appliance) -> list[maintenance.JobSpec]:
+    orphans = Orphans(app.db)  # before anything is sent: every `sending` row now is an orphan
+    return [
+        maintenance.JobSpec("sending.reconcile", 30, lambda: orphans.settle(app.db, app.keys)),
+        maintenance.JobSpec("sending.plan", 5, lambda: plan_due(app.db), first_delay=1),
+        maintenance.JobSpec("sending.dispatch", 1, app.engine.tick, first_delay=2),
+    ]
+
+
+def stop_background(app: Appliance, timeout: float) -> None:
+    """No new work first (scheduler), then let the senders finish the message in hand."""
+    if app.scheduler is not None:
+        app.scheduler.stop(timeout)
+    if app.engine is not None:
+        app.engine.stop(timeout)
 
 
 def serve(config: Config, *, out=sys.stdout) -> int:
@@ -54,7 +80,6 @@ def serve(config: Config, *, out=sys.stdout) -> int:
     logs.configure(config.log_level, config.log_format)
     app = open_appliance(config, create=True)
     jobs.fail_interrupted(app.db)
-    app.scheduler = build_scheduler(app)
     host, port = config.listen
     # Forwarding headers are judged by webui's TrustedProxyMiddleware, which knows CIDR ranges
     # and strips them from everyone else; waitress's own handling knows only one proxy IP.
@@ -65,6 +90,7 @@ def serve(config: Config, *, out=sys.stdout) -> int:
     if config.public_url is None:
         config = config.with_overrides(public_url=url)
         app.config = config
+    app.scheduler = build_scheduler(app)
 
     stop = threading.Event()
 
@@ -116,17 +142,15 @@ def drain(server, app: Appliance, timeout: float) -> None:
     the I/O loop turning until requests are answered, then close the rest."""
     deadline = time.monotonic() + timeout
     wasyncore.dispatcher.close(server)  # the listening socket only: no new connections
-    jobs = threading.Thread(target=app.scheduler.stop, args=(timeout,)) if app.scheduler else None
-    if jobs:
-        jobs.start()
+    background = threading.Thread(target=stop_background, args=(app, timeout))
+    background.start()
     while _busy(server) and time.monotonic() < deadline:
         poll(server, 0.05)
     in_flight = _busy(server)
     server.task_dispatcher.shutdown(cancel_pending=True, timeout=max(0.0, deadline - time.monotonic()))
     server.trigger.close()
     wasyncore.close_all(server._map)
-    if jobs:
-        jobs.join(max(0.0, deadline - time.monotonic()))
-    if in_flight or (jobs and jobs.is_alive()):
+    background.join(max(0.0, deadline - time.monotonic()))
+    if in_flight or background.is_alive():
         event(log, "server.drain_timeout", level=logging.WARNING, seconds=timeout)
     app.close()

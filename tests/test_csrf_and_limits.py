@@ -11,6 +11,7 @@ STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 # Views that must work without a CSRF token, each for a stated reason (see webui/auth.py).
 CSRF_EXEMPT = {
     "api_auth.login",   # JSON only: a cross-site form cannot send application/json
+    "unsubscribe.one_click",  # public RFC 8058 one-click: the signed token is the authority
 }
 
 

@@ -241,6 +241,47 @@ def test_mailbox_pages(appliance, web, mailstack):
     assert m.get("/mailboxes").status_code == 403
 
 
+
+def test_page_uploads_are_spooled_in_the_data_dir_never_the_system_temp_dir(appliance, web, tmp_path,
+                                                                             monkeypatch):
+    """Werkzeug spools a large multipart upload to the system temp directory; the app writes
+    every uploaded file into <data_dir>/tmp instead and deletes it when the request ends."""
+    import tempfile
+
+    import werkzeug.formparser
+
+    from appliance.services import mailbox_import, uploads
+
+    add_user(appliance, "admin@x.test", role="admin")
+    c = web.test_client()
+    s = login(c, "admin@x.test")
+    system_tmp, data_tmp = tmp_path / "system-tmp", appliance.config.data_dir / "tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))  # what tempfile.gettempdir() returns now
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an upload went through the tempfile module")
+
+    for module, name in ((tempfile, "TemporaryFile"), (tempfile, "NamedTemporaryFile"), (tempfile, "mkstemp"),
+                         (tempfile, "SpooledTemporaryFile"), (werkzeug.formparser, "SpooledTemporaryFile")):
+        monkeypatch.setattr(module, name, refuse)
+    spooled = []
+    real_import = mailbox_import.import_csv
+
+    def import_csv(*args, **kwargs):
+        spooled.extend((p.name, p.stat().st_size) for p in data_tmp.iterdir())
+        return real_import(*args, **kwargs)
+
+    monkeypatch.setattr(mailbox_import, "import_csv", import_csv)
+    body = b"email,provider,password\r\nrep@gmail.com,gmail,abcd\r\n" + b"\r\n" * 600_000  # > 1 MiB
+    assert len(body) > 1024 * 1024
+    r = c.post("/mailboxes/import", data={"csrf_token": s.csrf, "file": (io.BytesIO(body), "boxes.csv")},
+               content_type="multipart/form-data")
+    assert r.status_code == 200 and b"<strong>1</strong> mailboxes imported" in r.data, r.data[:2000]
+    assert len(spooled) == 1 and spooled[0][0].startswith(uploads.UPLOAD_PREFIX) and spooled[0][1] == len(body)
+    assert list(system_tmp.iterdir()) == [] and tempfile.gettempdir() == str(system_tmp)
+    assert list(data_tmp.iterdir()) == []  # deleted when the request ended
+
 def test_delete_and_recent_activity(appliance, web, admin, mailstack):
     c = web.test_client()
     mailbox_id = c.post("/api/v1/mailboxes?check=false", json=payload(mailstack), headers=admin).get_json()["id"]

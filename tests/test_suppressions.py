@@ -10,7 +10,7 @@ import re
 import pytest
 
 from appliance.db import audit_repo, suppressions_repo, users_repo
-from appliance.services import api_keys, sessions, suppressions
+from appliance.services import api_keys, sessions, suppression_files, suppressions
 from appliance.services.authz import Principal
 from appliance.services.errors import PermissionDenied, ValidationError
 
@@ -268,7 +268,7 @@ def test_service_checks_roles_too(appliance):
     with pytest.raises(PermissionDenied):
         suppressions.delete(appliance.db, principal(appliance, "member"), entry["id"])
     with pytest.raises(PermissionDenied):
-        suppressions.import_csv(appliance.db, principal(appliance, "viewer"), io.BytesIO(b"a@b.com\n"))
+        suppression_files.import_csv(appliance.db, principal(appliance, "viewer"), io.BytesIO(b"a@b.com\n"))
     with pytest.raises(ValidationError):
         suppressions.delete(appliance.db, principal(appliance, "admin"), entry["id"], note="x" * 501)
 
@@ -333,10 +333,10 @@ def test_header_less_and_other_shapes(appliance, web):
 
 
 def test_import_reads_a_stream_in_batches(appliance, monkeypatch):
-    monkeypatch.setattr(suppressions, "IMPORT_BATCH", 7)
-    monkeypatch.setattr(suppressions, "MAX_LISTED_ERRORS", 5)
+    monkeypatch.setattr(suppression_files, "IMPORT_BATCH", 7)
+    monkeypatch.setattr(suppression_files, "MAX_LISTED_ERRORS", 5)
     lines = ["value,reason"] + [f"u{i}@big.test,bounced" if i % 10 else f"bad{i},bounced" for i in range(1, 101)]
-    result = suppressions.import_csv(appliance.db, principal(appliance), io.BytesIO("\n".join(lines).encode()))
+    result = suppression_files.import_csv(appliance.db, principal(appliance), io.BytesIO("\n".join(lines).encode()))
     assert result["imported"] == 90 and result["skipped"] == 10
     assert [e["line"] for e in result["errors"]] == [11, 21, 31, 41, 51] and result["errors_truncated"]
     assert suppressions.overview(appliance.db) == {"total": 90, "by_kind": {"email": 90},

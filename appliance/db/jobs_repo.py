@@ -15,6 +15,11 @@ def progress(conn: Connection, job_id: int, *, ok: bool) -> None:
     conn.execute(f"UPDATE jobs SET {column} = {column} + 1 WHERE id = ?", (job_id,))
 
 
+def set_import_progress(conn: Connection, job_id: int, done: int) -> None:
+    """A running import's progress (records read so far); a job that has ended is left alone."""
+    conn.execute("UPDATE jobs SET done = ? WHERE id = ? AND status = 'running'", (done, job_id))
+
+
 def finish(conn: Connection, job_id: int, status: str, result: str, now: str) -> None:
     conn.execute("UPDATE jobs SET status = ?, result = ?, finished_at = ? WHERE id = ?",
                  (status, result, now, job_id))

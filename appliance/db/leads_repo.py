@@ -181,7 +181,3 @@ def existing_ids(conn: Connection, lead_ids: list[int]) -> list[int]:
 def all_tags(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT tag FROM lead_tags ORDER BY tag")]
 
-
-def set_import_progress(conn: Connection, job_id: int, done: int) -> None:
-    """A running lead import's progress in the shared jobs table (rows read so far)."""
-    conn.execute("UPDATE jobs SET done = ? WHERE id = ? AND status = 'running'", (done, job_id))

@@ -34,6 +34,14 @@ class SmtpRejected(Exception):
         self.permanent = 500 <= code < 600
 
 
+class SmtpAmbiguous(Exception):
+    """The message may or may not have been accepted (the connection broke during DATA)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class SmtpSession:
     """One authenticated SMTP conversation; reuse it for consecutive messages."""
 
@@ -81,17 +89,35 @@ class SmtpSession:
         return self
 
     def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> None:
+        """Send one message. A failure before DATA is safe to retry (SmtpRejected or
+        TransportError); a failure after the message body went out raises SmtpAmbiguous, because
+        the server may have accepted it: such a message must be checked, never resent blindly."""
         if self._smtp is None:
             raise RuntimeError("open() first")
+        smtp_ = self._smtp
+        ep = self.endpoint
         try:
-            refused = self._smtp.sendmail(mail_from, rcpt_to, message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            raise SmtpRejected(code, text.decode(errors="replace")) from None
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            code, text = smtp_.mail(mail_from)
+            if code != 250:
+                smtp_.rset()
+                raise SmtpRejected(code, text.decode(errors="replace"))
+            for rcpt in rcpt_to:
+                code, text = smtp_.rcpt(rcpt)
+                if code not in (250, 251):
+                    smtp_.rset()
+                    raise SmtpRejected(code, text.decode(errors="replace"))
+        except SmtpRejected:
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            raise classify(exc, ep.host, ep.port) from None
+        try:
+            code, text = smtp_.data(message)
+        except smtplib.SMTPDataError as exc:  # the server answered DATA or the body with an error
             raise SmtpRejected(exc.smtp_code, exc.smtp_error.decode(errors="replace")) from None
-        if refused:  # some recipients refused: we send one recipient per message, so this is all
-            code, text = next(iter(refused.values()))
+        except (OSError, smtplib.SMTPException) as exc:
+            raise SmtpAmbiguous(f"the connection to {ep.host} failed while the message was being "
+                                f"transferred ({type(exc).__name__}); it may have been delivered") from None
+        if code != 250:
             raise SmtpRejected(code, text.decode(errors="replace"))
 
     def close(self) -> None:

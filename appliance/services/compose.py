@@ -59,17 +59,20 @@ def _subject(variant: dict, values: dict, rng: random.Random) -> str:
 
 
 def render_step(*, campaign, steps: list[dict], position: int, lead, mailbox, identity: dict,
-                unsubscribe_url: str, variant: dict | None = None) -> Rendered:
+                unsubscribe_url: str, variant: dict | None = None, thread_subject: str | None = None) -> Rendered:
     """Raises templating.MissingValue when the lead lacks a value the template needs.
-    The same lead, campaign and step always give the same variant and spintax choices."""
+    The same lead, campaign and step always give the same variant and spintax choices.
+    `thread_subject` is the subject the first message really went out with, when it has."""
     values = {**lead_values(lead), **sender_values(mailbox, identity), "unsubscribe_url": unsubscribe_url}
     rng = rng_for(lead["id"], campaign["id"], position)
     chosen = variant or pick_variant(steps[position]["variants"], rng)
     subject = _subject(chosen, values, rng)
     if not subject and position > 0:
         # a follow-up without a subject replies in the thread: "Re: " + what step 1 said to this lead
-        first_rng = rng_for(lead["id"], campaign["id"], 0)
-        subject = "Re: " + _subject(pick_variant(steps[0]["variants"], first_rng), values, first_rng)
+        if thread_subject is None:
+            first_rng = rng_for(lead["id"], campaign["id"], 0)
+            thread_subject = _subject(pick_variant(steps[0]["variants"], first_rng), values, first_rng)
+        subject = thread_subject if thread_subject.lower().startswith("re:") else "Re: " + thread_subject
     is_html = bool(campaign["html"])
     body = templating.render(templating.parse(chosen["body"]), values, rng, escape_html=is_html)
     text = html_to_text(body) if is_html else body

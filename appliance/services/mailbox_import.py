@@ -1,78 +1,53 @@
 """Bulk connect by CSV: every row validated and reported by line number, good rows saved even
 when others fail, then the live checks run in the background with bounded concurrency.
 
-The CSV is read as a stream (one row at a time), so a file of thousands of rows never sits
-in memory whole. Headers are matched loosely (case, spaces, common aliases).
+The CSV is read as a stream (appliance.csv_input: one row at a time, UTF-8 or Windows-1252,
+the delimiter sniffed), so a file of thousands of rows never sits in memory whole. Headers
+are matched loosely (case, spaces, common aliases).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import IO, Iterator
 
+from ..csv_input import ImportRefused, normal_header, open_csv
 from ..db import Database, mailboxes_repo
 from ..db.timefmt import utcnow_iso
 from ..crypto import SecretBox, location
 from . import audit, jobs, mailboxes
 from .authz import Principal
-from .errors import ServiceError, ValidationError
+from .errors import ValidationError
 from .mailbox_input import PARSERS, parse_mailbox
 
 MAX_ROWS = 20000
 BATCH = 200
-ALIASES = {"app_password": "password", "app password": "password", "name": "display_name",
-           "from_name": "display_name", "sender_name": "display_name", "user": "username", "login": "username",
-           "smtp_server": "smtp_host", "imap_server": "imap_host", "daily_cap": "daily_limit",
-           "limit": "daily_limit", "tag": "tags", "preset": "provider"}
+ALIASES = {"app_password": "password", "name": "display_name", "from_name": "display_name",
+           "sender_name": "display_name", "user": "username", "login": "username", "smtp_server": "smtp_host",
+           "imap_server": "imap_host", "daily_cap": "daily_limit", "limit": "daily_limit", "tag": "tags",
+           "preset": "provider"}
 KNOWN = set(PARSERS) | {"password", "tls_ca_pem", "tls_pin_sha256"}
 
 
-class ImportRefused(ServiceError):
-    status = 422
-    code = "import_refused"
-
-
-def _column(header: str) -> str:
-    name = header.strip().lower().replace("-", "_")
-    name = ALIASES.get(name, name).replace(" ", "_")
-    return ALIASES.get(name, name)
-
-
 def read_rows(stream: IO[bytes]) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for each data row; the delimiter is sniffed from the first 8 KiB."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-    sample = text.read(8192)
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(_chain(sample, text), dialect)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ImportRefused("The file is empty.") from None
-    columns = [_column(h) for h in header]
+    """(line number, row) for each data row: the physical line the row starts on."""
+    csvfile = open_csv(stream)
+    columns = [normal_header(h, ALIASES) for h in csvfile.header]
     if "email" not in columns:
         raise ImportRefused("The first line must be a header naming the columns, with at least "
-                            "`email` and `password`.", details={"found": header})
+                            "`email` and `password`.", details={"found": csvfile.header})
     unknown = sorted({c for c in columns if c and c not in KNOWN})
     if unknown:
         raise ImportRefused(f"Unknown column(s): {', '.join(unknown)}.", details={"known": sorted(KNOWN)})
-    line = reader.line_num + 1
-    for values in reader:
-        start, line = line, reader.line_num + 1
+    for line, values in csvfile.rows():
+        if isinstance(values, str):  # unreadable from here on
+            yield line, {"__error__": values}
+            return
         if not any(v.strip() for v in values):
             continue
         if len(values) > len(columns):
-            yield start, {"__error__": f"{len(values)} values but {len(columns)} columns"}
+            yield line, {"__error__": f"{len(values)} values but {len(columns)} columns"}
             continue
-        yield start, {c: v for c, v in zip(columns, values) if c}
-
-
-def _chain(first: str, rest: IO[str]) -> Iterator[str]:
-    yield from io.StringIO(first + rest.readline())  # finish the sample's last line
-    yield from rest
+        yield line, {c: v for c, v in zip(columns, values) if c}
 
 
 def import_csv(db: Database, keys, principal: Principal, stream: IO[bytes], *, check: bool = True,

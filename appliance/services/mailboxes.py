@@ -228,6 +228,14 @@ def record_check(db: Database, mailbox_id: int, result: dict, actor: Actor) -> N
                      metadata={"ok": ok, "smtp": result["smtp"]["code"], "imap": result["imap"]["code"]})
 
 
+def record_transport_failure(db: Database, mailbox_id: int, code: str, message: str) -> None:
+    """A send could not connect or sign in: the same health rules as a failed live check
+    (repeated authentication failures pause the mailbox, with the reason shown)."""
+    failed = {"ok": False, "error": message, "code": code}
+    imap_ok = {"ok": True, "error": None, "code": None, "folders": {"sent": None, "junk": None}}
+    record_check(db, mailbox_id, {"smtp": failed, "imap": imap_ok}, Actor.system("scheduler"))
+
+
 def pause(db: Database, principal: Principal, mailbox_id: int, reason: str = "Paused by a person.") -> dict:
     principal.require("admin", "admin")
     with db.transaction() as conn:

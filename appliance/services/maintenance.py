@@ -9,9 +9,9 @@ from typing import Callable
 from ..logs import event
 from ..runtime import Appliance
 from . import audit
-from .lead_import import PURGE_INTERVAL, purge_stale_uploads
 from .sessions import purge_revoked
 from .setup import purge_expired_setup_tokens
+from .uploads import PURGE_INTERVAL, purge_stale_uploads
 
 log = logging.getLogger("mailflow.maintenance")
 

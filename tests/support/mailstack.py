@@ -499,10 +499,15 @@ class _Relay:
             jobs.append((sender, [stack.sent_copy_address(sender)], data))
         if unknown and stack.is_local(sender):
             jobs.append(("", [sender], build_dsn(sender, unknown, envelope.content)))
-        try:
+        def deliver_all() -> None:
+            # One executor call for all deliveries: aiosmtpd cancels this coroutine when the
+            # client vanishes mid-transaction, and a provider that files sent mail (Gmail) does
+            # so together with accepting the message, never only one of the two.
             for job in jobs:
-                await asyncio.get_running_loop().run_in_executor(
-                    None, lmtp_send, stack.lmtp_socket, *job)
+                lmtp_send(stack.lmtp_socket, *job)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, deliver_all)
         except LmtpError as e:
             return f"451 4.3.0 Local delivery failed: {e}"
         return "250 2.0.0 OK: queued"

@@ -7,6 +7,8 @@ from . import api_mailboxes, ui_mailboxes
 from . import api_leads, ui_leads
 from . import api_suppressions, ui_suppressions, api_settings, ui_settings
 from . import api_campaigns, ui_campaigns
+from . import api_jobs
+from . import unsubscribe
 
 BLUEPRINTS = [
     health.bp,
@@ -22,6 +24,7 @@ BLUEPRINTS = [
     api_users.bp,
     api_audit.bp,
     api_keys.bp,
+    api_jobs.bp,
     api_mailboxes.bp,
     ui_mailboxes.bp,
     api_leads.bp,
@@ -31,5 +34,6 @@ BLUEPRINTS = [
     api_settings.bp,
     ui_settings.bp,
     api_campaigns.bp,
+    unsubscribe.bp,
     ui_campaigns.bp,
 ]

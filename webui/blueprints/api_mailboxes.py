@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from appliance.services import jobs, mailbox_import, mailboxes
+from appliance.services import mailbox_import, mailboxes
 from appliance.services.errors import ValidationError
 
 from ..api_common import UnsupportedMediaType, json_body, page, page_args
@@ -91,9 +91,3 @@ def import_csv():
     result = mailbox_import.import_csv(appliance().db, appliance().keys, current(), request.stream,
                                        check=request.args.get("check", "true") != "false")
     return jsonify(result), 200
-
-
-@bp.get("/jobs/<int:job_id>")
-@require("viewer")
-def job(job_id: int):
-    return jsonify(jobs.get(appliance().db, job_id, current()))

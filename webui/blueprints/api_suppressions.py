@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from appliance.services import suppressions
+from appliance.services import suppression_files, suppressions
 from appliance.services.errors import ValidationError
 
 from ..api_common import UnsupportedMediaType, json_body, page, page_args
@@ -69,8 +69,8 @@ def import_csv():
     """CSV body (text/csv). ?reason= and ?source= apply to rows without their own."""
     if request.mimetype not in ("text/csv", "application/csv", "text/plain"):
         raise UnsupportedMediaType("Send the CSV file as the body with Content-Type: text/csv.")
-    result = suppressions.import_csv(appliance().db, current(), request.stream,
-                                     reason=request.args.get("reason"), source=request.args.get("source"))
+    result = suppression_files.import_csv(appliance().db, current(), request.stream,
+                                          reason=request.args.get("reason"), source=request.args.get("source"))
     return jsonify(result), 200
 
 
@@ -78,7 +78,7 @@ def import_csv():
 @require("viewer", scope="read")
 def export():
     """The list (same filters as the listing) as CSV, formula-escaped, streamed."""
-    chunks = suppressions.start_export(appliance().db, current(), _filters())
+    chunks = suppression_files.start_export(appliance().db, current(), _filters())
     response = Response(chunks, mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="mailflow-suppressions.csv"'
     response.headers["Cache-Control"] = "no-store"

@@ -3,9 +3,9 @@ mapping, preview and a progress bar for large files)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
-from appliance.services import jobs, lead_import, leads
+from appliance.services import jobs, lead_columns, lead_import, leads, uploads
 from appliance.services.errors import NotFound, ServiceError, ValidationError
 from appliance.services.lead_input import CONSENTS, RESERVED, STATUSES, custom_key
 
@@ -22,34 +22,6 @@ BLANK_CUSTOM_ROWS = 3
 
 def _data_dir():
     return appliance().config.data_dir
-
-
-# -- uploads go straight into <data_dir>/tmp -------------------------------------------------
-# Werkzeug would spool a large multipart upload to the system temp directory while parsing
-# the form (which the CSRF check does before any view runs). For the import page the parser
-# is pointed at a private file in the data directory instead (Request._get_file_stream is
-# Werkzeug's hook for this); files the view does not claim are deleted when the request ends.
-
-@bp.url_value_preprocessor
-def _uploads_into_data_dir(endpoint, values):
-    if endpoint != "ui_leads.upload" or request.method != "POST":
-        return
-    g.lead_uploads = []
-    data_dir = _data_dir()
-
-    def stream_factory(total_content_length, content_type, filename=None, content_length=None):
-        token, fh = lead_import.new_upload(data_dir)
-        g.lead_uploads.append((token, fh))
-        return fh
-
-    request._get_file_stream = stream_factory
-
-
-@bp.teardown_request
-def _drop_unclaimed_uploads(exc):
-    for token, fh in g.pop("lead_uploads", []):
-        fh.close()
-        lead_import.discard_new_upload(_data_dir(), token)
 
 
 # -- list and edit ---------------------------------------------------------------------------
@@ -169,26 +141,26 @@ def _mapping_page(preview: dict, options: dict, error=None, mapping: dict | None
         chosen = suggested if mapping is None else (mapping.get(column["index"]) or "")
         columns.append(dict(column, custom=custom, chosen=chosen))
     return render_template("lead_import.html", stage="map", preview=preview, columns=columns, options=options,
-                           fields=lead_import.FIELD_LABELS, error=error), status
+                           fields=lead_columns.FIELD_LABELS, error=error), status
 
 
 @bp.route("/import", methods=["GET", "POST"])
 @require("member")
 def upload():
-    lead_import.purge_stale_uploads(_data_dir())
+    uploads.purge_stale_uploads(_data_dir())
     if request.method == "GET":
         return _upload_page()
     options = _options_form()
     file = request.files.get("file")
-    token = next((t for t, fh in g.get("lead_uploads", []) if file is not None and fh is file.stream), None)
-    if file is None or not file.filename or token is None:
+    token = request.upload_token(file) if file is not None and file.filename else None
+    if token is None:
         return _upload_page("Choose a CSV file.", 400, options)
     file.stream.flush()
-    lead_import.claim_upload(_data_dir(), current(), token)
+    uploads.claim_upload(_data_dir(), current(), token)  # kept for the mapping step
     try:
-        preview = lead_import.preview(_data_dir(), current(), token)
+        preview = lead_columns.preview(_data_dir(), current(), token)
     except ServiceError as exc:
-        lead_import.discard_upload(_data_dir(), current(), token)
+        uploads.discard_upload(_data_dir(), current(), token)
         return _upload_page(exc.message, 400, options)
     return _mapping_page(preview, options)
 
@@ -213,7 +185,7 @@ def confirm():
     except ServiceError as exc:
         message = exc.message if not isinstance(exc, ValidationError) else \
             "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
-        return _mapping_page(lead_import.preview(_data_dir(), current(), token), options, message, mapping, 400)
+        return _mapping_page(lead_columns.preview(_data_dir(), current(), token), options, message, mapping, 400)
     if outcome.job_id is not None:
         return redirect(url_for("ui_leads.import_job", job_id=outcome.job_id))
     return render_template("lead_import.html", stage="result", result=outcome.result, job=None)
@@ -222,7 +194,7 @@ def confirm():
 @bp.post("/import/cancel")
 @require("member")
 def cancel():
-    lead_import.discard_upload(_data_dir(), current(), request.form.get("token", ""))
+    uploads.discard_upload(_data_dir(), current(), request.form.get("token", ""))
     return redirect(url_for("ui_leads.upload"))
 
 

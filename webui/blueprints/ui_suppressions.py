@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, get_flashed_messages, redirect, render_template, request, url_for
 
-from appliance.services import suppressions
+from appliance.services import suppression_files, suppressions
 from appliance.services.errors import NotFound, ServiceError, ValidationError
 from appliance.services.users import email_problem
 
@@ -90,8 +90,8 @@ def import_csv():
     if upload is None or not upload.filename:
         return render(import_form=form, import_errors={"file": "Choose a CSV file."}, status=400)
     try:
-        result = suppressions.import_csv(appliance().db, current(), upload.stream, reason=form["reason"],
-                                         source=form["source"] or upload.filename[:100])
+        result = suppression_files.import_csv(appliance().db, current(), upload.stream, reason=form["reason"],
+                                              source=form["source"] or upload.filename[:100])
     except ValidationError as exc:
         return render(import_form=form, import_errors=exc.fields, status=400)
     except ServiceError as exc:

@@ -1,0 +1,123 @@
+"""The sending engine: one worker per mailbox with due messages, on a bounded pool.
+
+A mailbox has at most one SMTP conversation at a time (its worker), and the worker reuses
+its connection for consecutive messages while they keep coming. `stop()` lets workers
+finish the message they are sending, then returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from ..db import messages_repo
+from ..db.timefmt import to_iso
+from ..logs import event
+from ..mail.imap import ImapSession, validate_folder_name
+from ..mail.smtp import SmtpAmbiguous, SmtpRejected, SmtpSession
+from ..mail.tls import TransportError
+from . import mailboxes, reconcile, sender
+from .audit import Actor
+
+log = logging.getLogger("mailflow.engine")
+
+
+class SendingEngine:
+    def __init__(self, app, *, threads: int, policy: sender.Policy):
+        self.app = app
+        self.policy = policy
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mailflow-send")
+        self._busy: set[int] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._rng = random.Random()
+
+    def tick(self) -> int:
+        """Start a worker for every mailbox that has a due message and no worker yet."""
+        if self._stopping.is_set():
+            return 0
+        due = messages_repo.mailboxes_with_due(self.app.db.connection(), to_iso(datetime.now(timezone.utc)))
+        started = 0
+        for mailbox_id in due:
+            with self._lock:
+                if mailbox_id in self._busy:
+                    continue
+                self._busy.add(mailbox_id)
+            self._pool.submit(self._work, mailbox_id)
+            started += 1
+        return started
+
+    def _work(self, mailbox_id: int) -> None:
+        db, keys = self.app.db, self.app.keys
+        session: SmtpSession | None = None
+        try:
+            while not self._stopping.is_set():
+                claimed = sender.claim(db, mailbox_id, self.policy)
+                if claimed is None:
+                    break
+                if session is None:
+                    session = self._connect(claimed)
+                    if session is None:
+                        break
+                try:
+                    status = sender.send_one(db, keys, claimed, session, self.policy, self._rng)
+                except SmtpAmbiguous as exc:
+                    self._settle_ambiguous(claimed, exc.message)
+                    session.close()
+                    session = None
+                    break
+                except (SmtpRejected, TransportError, OSError):
+                    session.close()  # the message went back to planned with a backoff
+                    session = None
+                    break
+                if status == "sent" and claimed.mailbox["save_sent_copy"]:
+                    self._append_to_sent(claimed)
+        except Exception as exc:  # a bug must not take the engine down; the message stays reconcilable
+            event(log, "engine.worker_failed", level=logging.ERROR, mailbox=mailbox_id, exc_info=exc)
+        finally:
+            if session is not None:
+                session.close()
+            with self._lock:
+                self._busy.discard(mailbox_id)
+
+    def _connect(self, claimed) -> SmtpSession | None:
+        mailbox_id = claimed.mailbox["id"]
+        now = datetime.now(timezone.utc)
+        try:
+            creds = mailboxes.credentials(self.app.db, self.app.keys, mailbox_id, Actor.system("scheduler"), "send")
+            return SmtpSession(creds.smtp, creds.username, creds.password, creds.helo).open()
+        except TransportError as exc:
+            sender.record_retry(self.app.db, claimed, exc.message, now)  # never sent: safe to plan again
+            mailboxes.record_transport_failure(self.app.db, mailbox_id, exc.code, exc.message)
+            return None
+
+    def _settle_ambiguous(self, claimed, error: str) -> None:
+        db = self.app.db
+        with db.transaction() as conn:
+            messages_repo.set_status(conn, claimed.message["id"], "uncertain", expect="sending", last_error=error)
+        row = messages_repo.by_id(db.connection(), claimed.message["id"])
+        reconcile.reconcile_mailbox(db, self.app.keys, claimed.mailbox["id"], [row])
+
+    def _append_to_sent(self, claimed) -> None:
+        """Providers that do not file submitted mail get a copy appended to Sent."""
+        db = self.app.db
+        try:
+            creds = mailboxes.credentials(db, self.app.keys, claimed.mailbox["id"], Actor.system("scheduler"), "send")
+            with ImapSession(creds.imap, creds.username, creds.password) as session:
+                folder = claimed.mailbox["sent_folder"] or session.folders().sent
+                if folder:
+                    session.client.append(validate_folder_name(folder), claimed.raw, flags=[b"\\Seen"])
+        except Exception as exc:  # the message is sent; a missing copy is logged, not fatal
+            event(log, "engine.sent_copy_failed", level=logging.WARNING, message=claimed.message["id"],
+                  error=f"{type(exc).__name__}: {exc}"[:200])
+
+    def stop(self, timeout: float) -> bool:
+        """Workers finish the message in hand (bounded by `timeout`), then stop."""
+        self._stopping.set()
+        waiter = threading.Thread(target=self._pool.shutdown, kwargs={"wait": True, "cancel_futures": True})
+        waiter.start()
+        waiter.join(timeout)
+        return not waiter.is_alive()

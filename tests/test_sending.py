@@ -1,0 +1,267 @@
+"""The sending engine against the real mail stack: lifecycle, threading, the checks made at
+claim time, pacing and caps, retries and failures, and reconciliation from the Sent folder."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import random
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from appliance.db import messages_repo
+from appliance.db.timefmt import to_iso
+from appliance.mail.smtp import SmtpSession
+from appliance.services import campaigns, mailboxes, planner, reconcile, sender, suppressions
+from appliance.services.engine import SendingEngine
+from appliance.services.audit import Actor
+
+from .support.campaign_setup import add_leads, admin_principal, connect_mailbox, launched_campaign
+from .support.mailstack import MailStack
+
+pytestmark = pytest.mark.mailstack
+ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@other.test"
+POLICY = sender.Policy(domain_spread_seconds=0, base_url="https://mail.acme.example")
+
+
+def status_of(app, message_id: int) -> str:
+    return messages_repo.by_id(app.db.connection(), message_id)["status"]
+
+
+def messages(app):
+    return [dict(r) for r in app.db.connection().execute("SELECT * FROM messages ORDER BY id")]
+
+
+def run_until_idle(app, mailbox_id: int, max_messages: int = 50) -> list[str]:
+    """What the engine's worker does: claim, send on one reused connection, until nothing is due."""
+    creds = mailboxes.credentials(app.db, app.keys, mailbox_id, Actor.system("scheduler"), "send")
+    outcomes = []
+    with SmtpSession(creds.smtp, creds.username, creds.password, creds.helo) as session:
+        for _ in range(max_messages):
+            claimed = sender.claim(app.db, mailbox_id, POLICY)
+            if claimed is None:
+                break
+            outcomes.append(sender.send_one(app.db, app.keys, claimed, session, POLICY, random.Random(1)))
+    return outcomes
+
+
+def inbox(stack, user: str, criteria) -> list[email.message.EmailMessage]:
+    client = stack.imap(user)
+    try:
+        found = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            client.select_folder("INBOX", readonly=True)
+            uids = client.search(criteria)
+            if uids:
+                found = [email.message_from_bytes(v[b"BODY[]"], policy=email.policy.default)
+                         for v in client.fetch(uids, ["BODY.PEEK[]"]).values()]
+                break
+            time.sleep(0.1)
+        return found
+    finally:
+        client.logout()
+
+
+def make_due(app, enrollment_id: int) -> None:
+    """Let a follow-up's delay pass (tests do not wait an hour)."""
+    with app.db.transaction() as conn:
+        messages_repo.defer_enrollment(conn, enrollment_id, to_iso(datetime.now(timezone.utc)))
+
+
+def test_two_steps_thread_from_the_same_mailbox(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    tag = f"t{time.monotonic_ns()}"
+    lead = add_leads(appliance, [f"bob+{tag}@example.test"], first_name="Bob")
+    launched_campaign(appliance, [box["id"]], lead)
+    assert planner.plan_due(appliance.db) == 1
+    assert run_until_idle(appliance, box["id"]) == ["sent"]
+    first = messages(appliance)[0]
+    assert first["status"] == "sent" and first["subject"] == "Hello Bob" and first["message_id"].endswith("@example.test>")
+    enrollment = appliance.db.connection().execute("SELECT * FROM enrollments").fetchone()
+    assert enrollment["next_step"] == 1 and enrollment["mailbox_id"] == box["id"]
+    assert enrollment["next_due_at"] > to_iso(datetime.now(timezone.utc) + timedelta(minutes=59))
+
+    make_due(appliance, enrollment["id"])
+    assert planner.plan_due(appliance.db) == 1
+    assert run_until_idle(appliance, box["id"]) == ["sent"]
+    second = messages(appliance)[1]
+    assert second["subject"] == "Re: Hello Bob" and second["mailbox_id"] == box["id"]
+    got = inbox(mailstack, BOB, ["HEADER", "Message-ID", second["message_id"]])[0]
+    assert got["In-Reply-To"] == first["message_id"] and got["References"] == first["message_id"]
+    assert got["From"] == "Alice <alice@example.test>" and "Step two, Bob." in got.get_body().get_content()
+    assert "List-Unsubscribe" in got and "Acme GmbH" in got.get_body().get_content()
+    done = appliance.db.connection().execute("SELECT status FROM enrollments").fetchone()[0]
+    assert done == "completed"
+    kinds = [r[0] for r in appliance.db.connection().execute("SELECT kind FROM events ORDER BY id")]
+    assert kinds == ["sent", "sent"]
+
+
+@pytest.mark.parametrize("change", ["suppressed", "paused", "replied", "unsubscribed"])
+def test_what_happens_after_planning_is_checked_at_claim_time(appliance, mailstack, change):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    lead = add_leads(appliance, ["bob+late@example.test"])
+    campaign = launched_campaign(appliance, [box["id"]], lead)
+    planner.plan_due(appliance.db)
+    message = messages(appliance)[0]
+    with appliance.db.transaction() as conn:
+        if change == "suppressed":
+            suppressions.suppress(conn, Actor.system(), "example.test", reason="manual")
+        elif change == "paused":
+            campaigns.pause(appliance.db, admin_principal(appliance), campaign["id"])
+        elif change == "replied":
+            messages_repo.stop_enrollment(conn, message["enrollment_id"], "replied")
+        else:
+            conn.execute("UPDATE leads SET status = 'unsubscribed'")
+    assert sender.claim(appliance.db, box["id"], POLICY) is None
+    expected = "planned" if change == "paused" else "cancelled"
+    assert status_of(appliance, message["id"]) == expected
+    if change == "paused":  # resuming lets it go
+        campaigns.resume(appliance.db, admin_principal(appliance), campaign["id"])
+        assert run_until_idle(appliance, box["id"]) == ["sent"]
+
+
+def test_min_gap_and_daily_cap(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE, min_gap_seconds=600, max_gap_seconds=900, daily_limit=2)
+    leads = add_leads(appliance, [f"bob+cap{i}@example.test" for i in range(4)])
+    launched_campaign(appliance, [box["id"]], leads)
+    assert planner.plan_due(appliance.db) == 2  # the planner fills today's cap, no more
+    assert run_until_idle(appliance, box["id"]) == ["sent"]  # then the gap holds the second one back
+    pacing = messages_repo.pacing(appliance.db.connection(), box["id"])
+    assert timedelta(seconds=599) < datetime.fromisoformat(pacing.replace("Z", "+00:00")) - \
+        datetime.now(timezone.utc) <= timedelta(seconds=900)
+    later = datetime.now(timezone.utc) + timedelta(seconds=901)
+    assert sender.claim(appliance.db, box["id"], POLICY, now=later) is not None
+    leftovers = appliance.db.connection().execute(
+        "SELECT count(*) FROM enrollments WHERE next_step = 0 AND next_due_at > ?", (to_iso(later),)).fetchone()[0]
+    assert leftovers == 2  # deferred to tomorrow, not re-read every tick
+
+
+def test_outside_the_window_nothing_is_planned(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    lead = add_leads(appliance, ["bob+window@example.test"])
+    now = datetime.now(timezone.utc)
+    closed_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(now.weekday() + 3) % 7]
+    launched_campaign(appliance, [box["id"]], lead,
+                      schedule={"timezone": "UTC", "days": [closed_day], "start": "09:00", "end": "10:00"})
+    assert planner.plan_due(appliance.db) == 0
+    due = appliance.db.connection().execute("SELECT next_due_at FROM enrollments").fetchone()[0]
+    assert due.endswith("T09:00:00Z") and due > to_iso(now)
+
+
+def test_a_permanent_rejection_fails_with_the_reason(appliance):
+    stack = MailStack(users={ALICE: "alice-pw"}, unknown_recipient="reject").start()
+    try:
+        box = connect_mailbox(appliance, stack, ALICE)
+        lead = add_leads(appliance, ["nobody@nowhere.test"])
+        launched_campaign(appliance, [box["id"]], lead)
+        planner.plan_due(appliance.db)
+        assert run_until_idle(appliance, box["id"]) == ["failed"]
+        failed = messages(appliance)[0]
+        assert failed["status"] == "failed" and failed["smtp_code"] == 550 and "User unknown" in failed["last_error"]
+        stop = appliance.db.connection().execute("SELECT status, stop_reason FROM enrollments").fetchone()
+        assert tuple(stop) == ("stopped", "rejected")
+    finally:
+        stack.stop()
+
+
+def test_a_wrong_password_keeps_the_message_and_stops_the_mailbox(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    lead = add_leads(appliance, ["bob+auth@example.test"])
+    launched_campaign(appliance, [box["id"]], lead)
+    planner.plan_due(appliance.db)
+    mailboxes.update(appliance.db, appliance.keys, admin_principal(appliance), box["id"], {"password": "wrong"})
+    engine = SendingEngine(appliance, threads=1, policy=POLICY)
+    engine._work(box["id"])
+    message = messages(appliance)[0]
+    assert message["status"] == "planned" and "rejected the username" in message["last_error"]
+    health = mailboxes.get(appliance.db, box["id"])
+    assert health["status"] == "error" and health["last_error_code"] == "auth_failed"
+    # no hammering: while the mailbox is not healthy, nothing is even attempted
+    with appliance.db.transaction() as conn:
+        conn.execute("UPDATE messages SET planned_at = '2000-01-01T00:00:00Z' WHERE status = 'planned'")
+    assert sender.claim(appliance.db, box["id"], POLICY) is None
+    assert mailboxes.get(appliance.db, box["id"])["consecutive_failures"] == 1
+
+
+def test_reconcile_finds_a_message_the_server_took_before_a_crash(appliance):
+    stack = MailStack(users={ALICE: "alice-pw", BOB: "bob-pw"}, save_sent_copy=True).start()
+    try:
+        box = connect_mailbox(appliance, stack, ALICE, save_sent_copy=False)  # the server files sent mail
+        leads = add_leads(appliance, ["bob+crash1@example.test", "bob+crash2@example.test"])
+        launched_campaign(appliance, [box["id"]], leads)
+        planner.plan_due(appliance.db)
+        creds = mailboxes.credentials(appliance.db, appliance.keys, box["id"], Actor.system(), "test")
+        # crash 1: the server answered 250, we died before recording it
+        taken = sender.claim(appliance.db, box["id"], POLICY)
+        raw, _, _ = sender.compose_message(appliance.db, appliance.keys, taken, POLICY, datetime.now(timezone.utc))
+        with SmtpSession(creds.smtp, creds.username, creds.password, creds.helo) as session:
+            session.send(ALICE, [taken.message["to_email"]], raw)
+        # crash 2: claimed, died before SMTP
+        lost = sender.claim(appliance.db, box["id"], POLICY)
+        orphans = reconcile.Orphans(appliance.db)  # what the next process finds at start-up
+        assert orphans.ids == {taken.message["id"], lost.message["id"]}
+        assert orphans.settle(appliance.db, appliance.keys) == {"sent": 1, "requeued": 1, "uncertain": 0}
+        assert orphans.ids == set()
+        assert status_of(appliance, taken.message["id"]) == "sent"
+        assert status_of(appliance, lost.message["id"]) == "planned"
+    finally:
+        stack.stop()
+
+
+def test_without_proof_a_message_is_uncertain_never_resent(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE, save_sent_copy=True)  # we file copies ourselves
+    lead = add_leads(appliance, ["bob+unsure@example.test"])
+    launched_campaign(appliance, [box["id"]], lead)
+    planner.plan_due(appliance.db)
+    claimed = sender.claim(appliance.db, box["id"], POLICY)
+    assert reconcile.Orphans(appliance.db).settle(appliance.db, appliance.keys) == \
+        {"sent": 0, "requeued": 0, "uncertain": 1}
+    assert status_of(appliance, claimed.message["id"]) == "uncertain"
+    assert sender.claim(appliance.db, box["id"], POLICY) is None
+
+
+def test_follow_ups_wait_for_their_own_mailbox(appliance, mailstack):
+    first = connect_mailbox(appliance, mailstack, ALICE)
+    second = connect_mailbox(appliance, mailstack, CAROL)
+    leads = add_leads(appliance, [f"bob+pool{i}@example.test" for i in range(20)])
+    launched_campaign(appliance, [first["id"], second["id"]], leads)
+    assert planner.plan_due(appliance.db, rng=random.Random(3)) == 20
+    by_box = {}
+    for m in messages(appliance):
+        by_box[m["mailbox_id"]] = by_box.get(m["mailbox_id"], 0) + 1
+    assert set(by_box) == {first["id"], second["id"]}  # both mailboxes share the work
+    mailboxes.pause(appliance.db, admin_principal(appliance), first["id"])
+    run_until_idle(appliance, second["id"])
+    sticky = appliance.db.connection().execute(
+        "SELECT count(*) FROM enrollments WHERE mailbox_id = ? AND next_step = 0", (first["id"],)).fetchone()[0]
+    assert sticky == by_box[first["id"]]  # the paused mailbox's leads were not moved elsewhere
+
+
+def test_one_click_unsubscribe_stops_everything_at_once(appliance, web, mailstack):
+    from appliance.services import links
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    lead = add_leads(appliance, ["bob+unsub@example.test"])
+    campaign = launched_campaign(appliance, [box["id"]], lead)
+    planner.plan_due(appliance.db)
+    token = links.unsubscribe_token(appliance.keys.tokens, lead[0], campaign["id"])
+    c = web.test_client()
+    page = c.get(f"/u/{token}")
+    assert page.status_code == 200 and b'data-state="confirm"' in page.data  # GET changes nothing
+    assert sender.claim(appliance.db, box["id"], POLICY) is not None  # (still sendable before the POST)
+    with appliance.db.transaction() as conn:  # put it back, unsent
+        conn.execute("UPDATE messages SET status = 'planned'")
+    r = c.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})  # no session, no CSRF token
+    assert r.status_code == 200 and b'data-state="done"' in r.data
+    assert c.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200  # replay: harmless
+    assert sender.claim(appliance.db, box["id"], POLICY) is None
+    assert messages(appliance)[0]["status"] == "cancelled"
+    entry = suppressions.suppression_for(appliance.db.connection(), "bob+unsub@example.test")
+    assert entry["reason"] == "unsubscribed" and "one-click" in entry["source"]
+    assert appliance.db.connection().execute("SELECT status FROM leads").fetchone()[0] == "unsubscribed"
+    events = [r[0] for r in appliance.db.connection().execute("SELECT kind FROM events WHERE kind = 'unsubscribed'")]
+    assert events == ["unsubscribed"]
+    forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    assert c.post(f"/u/{forged}").status_code == 404 and c.get(f"/u/{forged}").status_code == 404
