@@ -265,3 +265,53 @@ def test_one_click_unsubscribe_stops_everything_at_once(appliance, web, mailstac
     assert events == ["unsubscribed"]
     forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
     assert c.post(f"/u/{forged}").status_code == 404 and c.get(f"/u/{forged}").status_code == 404
+
+
+def test_a_temporary_refusal_plans_the_message_again_with_backoff(appliance, mailstack):
+    from appliance.mail.smtp import SmtpRejected
+    from .support.deferring_smtp import DeferringSmtp
+    deferring = DeferringSmtp(ALICE, mailstack.users[ALICE]).start()
+    try:
+        both_cas = mailstack.cafile.read_text() + deferring.cafile.read_text()
+        box = connect_mailbox(appliance, mailstack, ALICE, smtp_port=deferring.port, tls_ca_pem=both_cas)
+        assert box["status"] == "active"
+        lead = add_leads(appliance, ["bob+later@example.test"])
+        launched_campaign(appliance, [box["id"]], lead)
+        planner.plan_due(appliance.db)
+        backoffs = []
+        for attempt in range(sender.MAX_ATTEMPTS):
+            with appliance.db.transaction() as conn:  # the backoff has passed
+                conn.execute("UPDATE messages SET planned_at = '2000-01-01T00:00:00Z' WHERE status = 'planned'")
+            with pytest.raises(SmtpRejected):
+                run_until_idle(appliance, box["id"])
+            m = messages(appliance)[0]
+            if m["status"] == "planned":
+                backoffs.append(round((datetime.fromisoformat(m["planned_at"].replace("Z", "+00:00"))
+                                       - datetime.now(timezone.utc)).total_seconds()))
+                assert m["smtp_code"] == 451 and "Greylisted" in m["last_error"]
+        assert len(backoffs) == len(sender.BACKOFF)  # 1 min, 5 min, 15 min, 1 h, 3 h, 6 h
+        assert all(abs(b - s) <= 2 for b, s in zip(backoffs, sender.BACKOFF)), backoffs
+        final = messages(appliance)[0]
+        assert final["status"] == "failed" and final["attempts"] == sender.MAX_ATTEMPTS
+        assert appliance.db.connection().execute("SELECT stop_reason FROM enrollments").fetchone()[0] == "send_failed"
+    finally:
+        deferring.stop()
+
+
+def test_a_copy_goes_to_sent_where_the_server_does_not_file_one(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, CAROL, save_sent_copy=True)
+    tag = f"copy{time.monotonic_ns()}"
+    lead = add_leads(appliance, [f"bob+{tag}@example.test"])
+    launched_campaign(appliance, [box["id"]], lead)
+    planner.plan_due(appliance.db)
+    engine = SendingEngine(appliance, threads=1, policy=POLICY)
+    engine._work(box["id"])
+    sent = messages(appliance)[0]
+    assert sent["status"] == "sent"
+    client = mailstack.imap(CAROL)
+    try:
+        client.select_folder("Sent", readonly=True)
+        uids = client.search(["HEADER", "Message-ID", sent["message_id"]])
+        assert len(uids) == 1 and b"\\Seen" in client.get_flags(uids)[uids[0]]
+    finally:
+        client.logout()
