@@ -310,3 +310,15 @@ def test_slow_ramp_caps_the_day(appliance):
     assert mailboxes.daily_cap(box, date(2026, 11, 4)) == 14
     assert mailboxes.daily_cap(box, date(2027, 1, 1)) == 50
     assert mailboxes.daily_cap(dict(box, ramp_start=None), date(2026, 11, 1)) == 50
+
+
+def test_mailboxes_in_error_heal_by_themselves(appliance, web, admin, mailstack):
+    from appliance.services.maintenance import jobs
+    c = web.test_client()
+    box = c.post("/api/v1/mailboxes", json=payload(mailstack), headers=admin).get_json()
+    with appliance.db.transaction() as conn:  # as after a passing outage
+        mailboxes_repo.update(conn, box["id"], {"status": "error", "last_error": "host down"}, "2026-01-01T00:00:00Z")
+    job = next(j for j in jobs(appliance) if j.name == "mailboxes.recheck_errors")
+    job.run()
+    healed = mailboxes.get(appliance.db, box["id"])
+    assert healed["status"] == "active" and healed["last_error"] is None

@@ -107,3 +107,9 @@ def count_credential_read(conn: Connection, mailbox_id: int, day: str, now: str)
 def credential_reads(conn: Connection, mailbox_id: int, limit: int = 30) -> list[Row]:
     return conn.execute("SELECT day, reads, last_at FROM credential_reads WHERE mailbox_id = ? "
                         "ORDER BY day DESC LIMIT ?", (mailbox_id, limit)).fetchall()
+
+
+def ids_in_status(conn: Connection, status: str, limit: int) -> list[int]:
+    """The longest-unchecked first, so a periodic re-check goes round all of them."""
+    return [r[0] for r in conn.execute("SELECT id FROM mailboxes WHERE status = ? "
+                                       "ORDER BY coalesce(last_checked_at, '') LIMIT ?", (status, limit))]

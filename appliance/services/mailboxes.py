@@ -236,6 +236,16 @@ def record_transport_failure(db: Database, mailbox_id: int, code: str, message: 
     record_check(db, mailbox_id, {"smtp": failed, "imap": imap_ok}, Actor.system("scheduler"))
 
 
+def recheck_errored(db: Database, keys, limit: int = 20) -> int:
+    """Mailboxes in `error` (a host was down, a TLS hiccup) get a fresh live check now and
+    then, so a passing problem heals by itself. Paused ones wait for a person."""
+    healed = 0
+    for mailbox_id in mailboxes_repo.ids_in_status(db.connection(), "error", limit):
+        result = check(db, keys, mailbox_id, Actor.system("scheduler"))
+        healed += result["smtp"]["ok"] and result["imap"]["ok"]
+    return healed
+
+
 def pause(db: Database, principal: Principal, mailbox_id: int, reason: str = "Paused by a person.") -> dict:
     principal.require("admin", "admin")
     with db.transaction() as conn:

@@ -9,6 +9,7 @@ from typing import Callable
 from ..logs import event
 from ..runtime import Appliance
 from . import audit
+from .mailboxes import recheck_errored
 from .sessions import purge_revoked
 from .setup import purge_expired_setup_tokens
 from .uploads import PURGE_INTERVAL, purge_stale_uploads
@@ -36,4 +37,5 @@ def jobs(app: Appliance) -> list[JobSpec]:
         JobSpec("maintenance.audit_anchor", 3600, lambda: log_audit_anchor(app), first_delay=5),
         JobSpec("maintenance.wal_checkpoint", 300, app.db.checkpoint, first_delay=300),
         JobSpec("maintenance.purge_lead_uploads", PURGE_INTERVAL, lambda: purge_stale_uploads(app.config.data_dir)),
+        JobSpec("mailboxes.recheck_errors", 600, lambda: recheck_errored(app.db, app.keys), first_delay=120),
     ]
