@@ -315,3 +315,16 @@ def test_a_copy_goes_to_sent_where_the_server_does_not_file_one(appliance, mails
         assert len(uids) == 1 and b"\\Seen" in client.get_flags(uids)[uids[0]]
     finally:
         client.logout()
+
+
+def test_deleting_a_mailbox_moves_its_unsent_work_to_the_pool(appliance, mailstack):
+    first = connect_mailbox(appliance, mailstack, ALICE)
+    second = connect_mailbox(appliance, mailstack, CAROL)
+    leads = add_leads(appliance, [f"bob+del{i}@example.test" for i in range(10)])
+    launched_campaign(appliance, [first["id"], second["id"]], leads)
+    planner.plan_due(appliance.db, rng=random.Random(5))
+    on_first = [m for m in messages(appliance) if m["mailbox_id"] == first["id"]]
+    assert on_first
+    mailboxes.delete(appliance.db, admin_principal(appliance), first["id"])
+    assert planner.plan_due(appliance.db) == len(on_first)
+    assert {m["mailbox_id"] for m in messages(appliance)} == {second["id"]}

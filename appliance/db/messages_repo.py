@@ -47,6 +47,18 @@ def set_lead_status(conn: Connection, lead_id: int, status: str, now: str) -> No
     conn.execute("UPDATE leads SET status = ?, updated_at = ? WHERE id = ?", (status, now, lead_id))
 
 
+def release_mailbox(conn: Connection, mailbox_id: int, now: str) -> int:
+    """A mailbox is going away: its planned (unsent) messages are dropped and their leads made
+    due again, to be planned on another mailbox of the pool."""
+    rows = conn.execute("SELECT enrollment_id FROM messages WHERE mailbox_id = ? AND status = 'planned'",
+                        (mailbox_id,)).fetchall()
+    conn.execute("DELETE FROM messages WHERE mailbox_id = ? AND status = 'planned'", (mailbox_id,))
+    conn.executemany("UPDATE enrollments SET next_due_at = ?, mailbox_id = NULL WHERE id = ? AND status = 'active'",
+                     [(now, r[0]) for r in rows])
+    conn.execute("UPDATE enrollments SET mailbox_id = NULL WHERE mailbox_id = ?", (mailbox_id,))
+    return len(rows)
+
+
 def plan(conn: Connection, *, enrollment: Row, mailbox_id: int, message_id: str, planned_at: str,
          now: str) -> bool:
     """Insert the planned message and take the enrolment off the due list, together. UNIQUE
@@ -94,7 +106,8 @@ def campaign_sent_since(conn: Connection, campaign_id: int, since: str, *, first
 def mailboxes_with_due(conn: Connection, now: str) -> list[int]:
     return [r[0] for r in conn.execute(
         "SELECT DISTINCT m.mailbox_id FROM messages m JOIN campaigns c ON c.id = m.campaign_id "
-        "WHERE m.status = 'planned' AND m.planned_at <= ? AND c.status = 'active'", (now,))]
+        "WHERE m.status = 'planned' AND m.planned_at <= ? AND c.status = 'active' AND m.mailbox_id IS NOT NULL",
+        (now,))]
 
 
 def next_planned(conn: Connection, mailbox_id: int, now: str) -> Row | None:

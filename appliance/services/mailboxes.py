@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from ..crypto import SecretBox, location
-from ..db import Database, mailboxes_repo
+from ..db import Database, mailboxes_repo, messages_repo
 from ..db.timefmt import utcnow_iso
 from ..mail import imap, smtp
 from ..mail.tls import TlsPolicy, TransportError
@@ -146,9 +146,10 @@ def delete(db: Database, principal: Principal, mailbox_id: int) -> None:
     principal.require("admin", "admin")
     with db.transaction() as conn:
         row = _row(conn, mailbox_id)
+        replanned = messages_repo.release_mailbox(conn, mailbox_id, utcnow_iso())
         mailboxes_repo.delete(conn, mailbox_id)
         audit.record(conn, principal.actor(), "mailbox.deleted", target_type="mailbox", target_id=mailbox_id,
-                     metadata={"email": row["email"]})
+                     metadata={"email": row["email"], "replanned_messages": replanned})
 
 
 def credentials(db: Database, keys, mailbox_id: int, actor: Actor, purpose: str) -> Credentials:

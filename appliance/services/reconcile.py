@@ -66,6 +66,7 @@ def settle(db: Database, m, *, found: bool, server_files_sent: bool) -> str:
                 following = m["step"] + 1
                 due = (to_iso(from_iso(sent_at) + timedelta(minutes=delays[following])) if following < len(delays) else None)
                 messages_repo.advance_enrollment(conn, m["enrollment_id"], following, due)
+                messages_repo.mark_contacted(conn, m["lead_id"], to_iso(now))
                 messages_repo.add_event(conn, "sent", campaign_id=m["campaign_id"], lead_id=m["lead_id"],
                                         message_id=m["id"], step=m["step"], variant=m["variant"],
                                         data={"reconciled": True}, now=to_iso(now))

@@ -74,7 +74,8 @@ def claim(db: Database, mailbox_id: int, policy: Policy, now: datetime | None = 
                 continue
             mailbox = mailboxes_repo.by_id(conn, mailbox_id)
             if mailbox is None or mailbox["status"] != "active" or not mailbox["sending_enabled"]:
-                messages_repo.defer(conn, m["id"], to_iso(now + timedelta(minutes=5)), "mailbox not sending")
+                # looked at again within a minute: a resumed mailbox starts again promptly
+                messages_repo.defer(conn, m["id"], to_iso(now + timedelta(minutes=1)), "mailbox not sending")
                 return None
             campaign = campaigns_repo.by_id(conn, m["campaign_id"])
             schedule = json.loads(campaign["schedule"])

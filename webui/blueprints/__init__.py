@@ -8,6 +8,7 @@ from . import api_leads, ui_leads
 from . import api_suppressions, ui_suppressions, api_settings, ui_settings
 from . import api_campaigns, ui_campaigns
 from . import api_jobs
+from . import api_messages, ui_sending
 from . import unsubscribe
 
 BLUEPRINTS = [
@@ -36,4 +37,6 @@ BLUEPRINTS = [
     api_campaigns.bp,
     unsubscribe.bp,
     ui_campaigns.bp,
+    api_messages.bp,
+    ui_sending.bp,
 ]

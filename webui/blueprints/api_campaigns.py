@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from appliance.services import campaigns, test_send
+from appliance.services import campaigns, messages, test_send
 from appliance.services.errors import ValidationError
 
 from ..api_common import json_body, page, page_args
@@ -93,6 +93,12 @@ def preview(campaign_id: int):
         raise ValidationError({"lead_id": "Choose a lead to preview with (?lead_id=)."})
     steps = campaigns.preview(appliance().db, appliance().keys, campaign_id, lead_id, public_url())
     return jsonify({"lead_id": lead_id, "steps": steps})
+
+
+@bp.get("/<int:campaign_id>/stats")
+@require("viewer")
+def stats(campaign_id: int):
+    return jsonify(messages.stats(appliance().db, campaign_id))
 
 
 @bp.post("/<int:campaign_id>/test-send")

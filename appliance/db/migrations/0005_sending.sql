@@ -26,7 +26,8 @@ CREATE TABLE messages (
 CREATE INDEX messages_planned ON messages (mailbox_id, planned_at) WHERE status = 'planned';
 CREATE INDEX messages_sending ON messages (status) WHERE status IN ('sending', 'uncertain');
 CREATE INDEX messages_mailbox_sent ON messages (mailbox_id, sent_at);
-CREATE INDEX messages_campaign ON messages (campaign_id, status, step);
+CREATE INDEX messages_campaign ON messages (campaign_id, step, variant, status);   -- stats per step/variant
+CREATE INDEX messages_queue ON messages (planned_at, id) WHERE status = 'planned';  -- the queue, in order
 CREATE INDEX messages_domain_sent ON messages (to_domain, sent_at);
 CREATE INDEX messages_lead ON messages (lead_id, id);
 
