@@ -19,7 +19,8 @@ def due_enrollments(conn: Connection, campaign_id: int, now: str, limit: int) ->
         "SELECT e.id, e.campaign_id, e.lead_id, e.next_step, e.mailbox_id, l.email, l.email_domain, "
         "l.timezone, l.status AS lead_status FROM enrollments e JOIN leads l ON l.id = e.lead_id "
         "WHERE e.campaign_id = ? AND e.status = 'active' AND e.next_due_at <= ? "
-        "ORDER BY e.next_due_at LIMIT ?", (campaign_id, now, limit)).fetchall()
+        # follow-ups first: a thread already started should not starve behind new ones
+        "ORDER BY e.next_step = 0, e.next_due_at LIMIT ?", (campaign_id, now, limit)).fetchall()
 
 
 def step_delays(conn: Connection, campaign_id: int) -> list[int]:
@@ -93,6 +94,12 @@ def mailbox_load(conn: Connection, mailbox_id: int, since: str) -> tuple[int, in
     planned = conn.execute("SELECT count(*), max(planned_at) FROM messages WHERE mailbox_id = ? AND status = 'planned'",
                            (mailbox_id,)).fetchone()
     return sent + sending, planned[0], planned[1]
+
+
+def mailbox_sent_since(conn: Connection, mailbox_id: int, since: str) -> int:
+    """Messages a mailbox sent since `since` (its daily cap counts these)."""
+    return conn.execute("SELECT count(*) FROM messages WHERE mailbox_id = ? AND sent_at >= ?",
+                        (mailbox_id, since)).fetchone()[0]
 
 
 def campaign_sent_since(conn: Connection, campaign_id: int, since: str, *, first_step_only: bool = False) -> int:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, make_msgid
 
 # CR and LF, NUL, and every other character Python counts as a line boundary (\x85, \u2028 ...):
 # the email package refuses those too, and some mail software breaks lines at them.
@@ -20,7 +22,9 @@ _FORBIDDEN = re.compile("[\r\n\0\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # Headers stay on one line up to RFC 5322's hard limit of 998 characters: the email package
 # would otherwise fold an unbreakable List-Unsubscribe URL onto a continuation line of its own,
 # which some receivers read with a leading space.
-POLICY = SMTP.clone(max_line_length=998)
+POLICY = compat32.clone(linesep="\r\n", max_line_length=998)
+_QP_UTF8 = Charset("utf-8")
+_QP_UTF8.body_encoding = QP  # readable in any mail client's "show original", unlike base64
 
 
 class HeaderInjection(ValueError):
@@ -60,30 +64,49 @@ class Outbound:
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
+def _header_text(value: str) -> str:
+    """ASCII as it is; anything else as an RFC 2047 encoded word (UTF-8)."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
 def build(msg: Outbound) -> bytes:
-    m = EmailMessage(policy=POLICY)
-    m["From"] = Address(display_name=clean(msg.from_name, "sender name"), addr_spec=clean(msg.from_email, "From"))
-    m["To"] = clean(msg.to_email, "To")
-    m["Subject"] = clean(msg.subject, "Subject")
-    m["Date"] = format_datetime(msg.date)
-    m["Message-ID"] = clean(msg.message_id, "Message-ID")
+    """The message as bytes with CRLF line ends. Built with the email package's compat32 API,
+    which is several times faster than the modern one; every value is checked for line
+    breaks first, and names and subjects outside ASCII become RFC 2047 encoded words."""
+    text_part = MIMEText(msg.text, "plain", _QP_UTF8)
+    if msg.html is not None:
+        m = MIMEMultipart("alternative")
+        m.attach(text_part)
+        m.attach(MIMEText(msg.html, "html", _QP_UTF8))
+    else:
+        m = text_part
+    headers = [
+        ("From", formataddr((clean(msg.from_name, "sender name"), clean(msg.from_email, "From")), charset="utf-8")),
+        ("To", clean(msg.to_email, "To")),
+        ("Subject", _header_text(clean(msg.subject, "Subject"))),
+        ("Date", format_datetime(msg.date)),
+        ("Message-ID", clean(msg.message_id, "Message-ID")),
+    ]
     if msg.reply_to:
-        m["Reply-To"] = clean(msg.reply_to, "Reply-To")
+        headers.append(("Reply-To", clean(msg.reply_to, "Reply-To")))
     if msg.in_reply_to:
-        m["In-Reply-To"] = clean(msg.in_reply_to, "In-Reply-To")
-        m["References"] = " ".join(clean(r, "References") for r in (msg.references or [msg.in_reply_to]))
+        headers.append(("In-Reply-To", clean(msg.in_reply_to, "In-Reply-To")))
+        headers.append(("References", " ".join(clean(r, "References") for r in (msg.references or [msg.in_reply_to]))))
     targets = []
     if msg.unsubscribe_mailto:
         targets.append(f"<mailto:{clean(msg.unsubscribe_mailto, 'unsubscribe address')}>")
     if msg.unsubscribe_url:
         targets.append(f"<{clean(msg.unsubscribe_url, 'unsubscribe URL')}>")
     if targets:
-        m["List-Unsubscribe"] = ", ".join(targets)
+        headers.append(("List-Unsubscribe", ", ".join(targets)))
     if msg.unsubscribe_url:
-        m["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     for name, value in msg.extra_headers.items():
-        m[clean(name, "header name")] = clean(value, name)
-    m.set_content(msg.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    if msg.html is not None:
-        m.add_alternative(msg.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return m.as_bytes()
+        headers.append((clean(name, "header name"), _header_text(clean(value, name))))
+    # our headers first, in this order, then the MIME ones the part already carries
+    mime_headers = list(m.items())
+    for name in [k for k, _ in mime_headers]:
+        del m[name]
+    for name, value in headers + mime_headers:
+        m[name] = value
+    return m.as_bytes(policy=POLICY)

@@ -71,7 +71,10 @@ def _plan_campaign(db: Database, campaign, now: datetime, rng: random.Random) ->
                 continue
             mailbox_id = _choose(enrollment, pool, room, rng)
             if mailbox_id is None:
-                later = now + STICKY_RETRY if enrollment["mailbox_id"] else windows.next_day_start(now, campaign_tz)
+                # a full mailbox has room again tomorrow; a paused one may be back any time
+                sticky = pool.get(enrollment["mailbox_id"]) if enrollment["mailbox_id"] else None
+                waiting_for_a_pause = sticky is not None and not _usable(sticky)
+                later = now + STICKY_RETRY if waiting_for_a_pause else windows.next_day_start(now, campaign_tz)
                 messages_repo.defer_enrollment(conn, enrollment["id"], to_iso(later))
                 continue
             mailbox = pool[mailbox_id]

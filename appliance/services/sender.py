@@ -86,7 +86,7 @@ def claim(db: Database, mailbox_id: int, policy: Policy, now: datetime | None = 
                 messages_repo.defer(conn, m["id"], gap_until)
                 return None
             cap_tz = windows.zone(schedule.get("timezone"))
-            sent_today, _, _ = messages_repo.mailbox_load(conn, mailbox_id, to_iso(windows.day_start(now, cap_tz)))
+            sent_today = messages_repo.mailbox_sent_since(conn, mailbox_id, to_iso(windows.day_start(now, cap_tz)))
             if sent_today >= daily_cap(dict(mailbox), now.astimezone(cap_tz).date()):
                 messages_repo.defer(conn, m["id"], to_iso(windows.next_day_start(now, cap_tz)), "daily cap reached")
                 return None

@@ -99,6 +99,6 @@ CREATE TABLE enrollments (
     enrolled_at TEXT NOT NULL,
     UNIQUE (campaign_id, lead_id)
 );
--- The planner's question "what is due now?" must not scan idle enrolments.
-CREATE INDEX enrollments_due ON enrollments (next_due_at) WHERE status = 'active';
+-- The planner's question "what is due now in this campaign?" must not scan idle enrolments.
+CREATE INDEX enrollments_due ON enrollments (campaign_id, next_due_at) WHERE status = 'active';
 CREATE INDEX enrollments_lead ON enrollments (lead_id);
