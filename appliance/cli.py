@@ -198,6 +198,32 @@ def create_admin(obj: Context, email, name):
     click.echo(f"created {user['role']} {user['email']}")
 
 
+@main.command("inspect-message")
+@click.argument("file", metavar="FILE.eml")
+@click.option("--unsubscribe-address", "unsubscribe_addresses", multiple=True, metavar="ADDR",
+              help="Our List-Unsubscribe mailto address (repeatable): mail sent to it is an unsubscribe.")
+def inspect_message(file, unsubscribe_addresses):
+    """Print what an inbound message is (reply, bounce, auto_reply, complaint, unsubscribe or
+    other) as JSON: the classification mailbox sync applies. Needs no configuration or database.
+    FILE.eml may be "-" for standard input.
+    """
+    import json
+
+    from .mail.classify import MAX_INPUT, classify
+
+    try:  # classification reads at most MAX_INPUT bytes: so does this
+        if file == "-":
+            raw = sys.stdin.buffer.read(MAX_INPUT)
+        else:
+            with open(file, "rb") as handle:
+                raw = handle.read(MAX_INPUT)
+    except OSError as exc:
+        click.echo(f"mailflow: cannot read {file}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    result = classify(raw, unsubscribe_addresses=frozenset(a.lower() for a in unsubscribe_addresses))
+    click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+
+
 @main.group("audit")
 def audit_group():
     """Check the append-only, hash-chained audit log."""
