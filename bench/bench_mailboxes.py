@@ -6,7 +6,6 @@ through the real Flask app over a real encrypted database. Prints rates and per-
 
 from __future__ import annotations
 
-import io
 import sys
 import tempfile
 import time

@@ -158,12 +158,12 @@ def main(enrolments: int, ticks: int) -> None:
         small_idle = tick_cost(small, now, 200)
         small_some = tick_cost(small, now, 20, due_some(small, s_campaign, now, 10))
 
-        print(f"\nplanner tick, every enrolment idle (next_due_at three days out), median:")
+        print("\nplanner tick, every enrolment idle (next_due_at three days out), median:")
         print(f"  {enrolments:>7,} idle: CPU {big_idle[0] * 1e6:8.0f} µs, wall {big_idle[1] * 1e6:8.0f} µs")
         print(f"  {1000:>7,} idle: CPU {small_idle[0] * 1e6:8.0f} µs, wall {small_idle[1] * 1e6:8.0f} µs")
         print(f"  ratio {enrolments // 1000}x the idle enrolments: CPU x{big_idle[0] / small_idle[0]:.2f}, "
               f"wall x{big_idle[1] / small_idle[1]:.2f} (goal: ~1, flat)")
-        print(f"planner tick with 10 enrolments due among the idle ones, median:")
+        print("planner tick with 10 enrolments due among the idle ones, median:")
         print(f"  {enrolments:>7,} enrolled: CPU {big_some[0] * 1e3:7.2f} ms, wall {big_some[1] * 1e3:7.2f} ms")
         print(f"  {1000:>7,} enrolled: CPU {small_some[0] * 1e3:7.2f} ms, wall {small_some[1] * 1e3:7.2f} ms")
         print(f"  ratio: CPU x{big_some[0] / small_some[0]:.2f} (the pool of {MAILBOXES} mailboxes is read "

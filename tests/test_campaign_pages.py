@@ -4,14 +4,13 @@ test send, read-only viewers and CSRF."""
 
 from __future__ import annotations
 
-import json
 from html.parser import HTMLParser
 
 import pytest
 
-from appliance.db.timefmt import utcnow_iso
 
 from .support.access import add_user, login
+from .support.campaign_setup import insert_leads as add_leads
 
 ALICE = "alice@example.test"
 
@@ -97,23 +96,6 @@ def member(appliance, web):
     add_user(appliance, "member@x.test", role="member")
     client = web.test_client()
     return login(client, "member@x.test")
-
-
-def add_leads(appliance, rows):
-    """Insert leads directly (the leads service has its own tests)."""
-    ids, now = [], utcnow_iso()
-    with appliance.db.transaction() as conn:
-        for row in rows:
-            email = row["email"]
-            cur = conn.execute(
-                "INSERT INTO leads (email, email_domain, first_name, company, status, custom, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (email, email.split("@")[1], row.get("first_name", ""), row.get("company", ""),
-                 row.get("status", "new"), json.dumps(row.get("custom", {})), now, now))
-            ids.append(cur.lastrowid)
-            for tag in row.get("tags", []):
-                conn.execute("INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?)", (cur.lastrowid, tag))
-    return ids
 
 
 STEPS = [{"delay_minutes": 0, "variants": [

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from appliance.db import audit_repo, users_repo
-from appliance.db.timefmt import utcnow_iso
 
 from .support.access import add_user, login
+from .support.campaign_setup import insert_leads as add_leads
 
 ALICE = "alice@example.test"
 
@@ -31,24 +31,6 @@ STEPS = [
 def member(appliance, web):
     add_user(appliance, "member@x.test", role="member")
     return login(web.test_client(), "member@x.test").headers(bearer=True)
-
-
-def add_leads(appliance, rows):
-    """Insert leads directly (the leads service has its own tests)."""
-    ids = []
-    now = utcnow_iso()
-    with appliance.db.transaction() as conn:
-        for row in rows:
-            email = row["email"]
-            cur = conn.execute(
-                "INSERT INTO leads (email, email_domain, first_name, company, status, custom, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (email, email.split("@")[1], row.get("first_name", ""), row.get("company", ""),
-                 row.get("status", "new"), json.dumps(row.get("custom", {})), now, now))
-            ids.append(cur.lastrowid)
-            for tag in row.get("tags", []):
-                conn.execute("INSERT INTO lead_tags (lead_id, tag) VALUES (?, ?)", (cur.lastrowid, tag))
-    return ids
 
 
 def set_identity(web, headers):

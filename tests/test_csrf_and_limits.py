@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from werkzeug.routing import IntegerConverter
 
 from .support.access import PASSWORD, add_user, login

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from appliance.db import audit_repo
 from appliance.services import api_keys, lead_import, leads
+from appliance.services import uploads as upload_store
 from appliance.services.authz import Principal
 
 from .support.access import add_user, login
@@ -581,12 +582,12 @@ def test_uploads_never_outlive_the_hour(appliance, web):
     # abandoned: purged once older than the limit (the maintenance job runs the purge)
     upload_file(c, s.csrf)
     (path,) = uploads(appliance)
-    assert lead_import.purge_stale_uploads(appliance.config.data_dir) == 0
-    old = time.time() - lead_import.UPLOAD_MAX_AGE - 1
+    assert upload_store.purge_stale_uploads(appliance.config.data_dir) == 0
+    old = time.time() - upload_store.UPLOAD_MAX_AGE - 1
     os.utime(path, (old, old))
     from appliance.services import maintenance
     job = {j.name: j for j in maintenance.jobs(appliance)}["maintenance.purge_lead_uploads"]
-    assert job.interval + lead_import.UPLOAD_MAX_AGE <= 3600
+    assert job.interval + upload_store.UPLOAD_MAX_AGE <= 3600
     job.run()
     assert uploads(appliance) == []
     assert c.post("/leads/import", data={"csrf_token": s.csrf}, content_type="multipart/form-data").status_code == 400

@@ -42,9 +42,9 @@ def provider():
 def fresh_provider(provider):
     provider.reset()
     provider.redirect_uris = {CALLBACK}
-    oidc.clear_cache()
+    oidc_provider.clear_cache()
     yield
-    oidc.clear_cache()
+    oidc_provider.clear_cache()
 
 
 def oidc_config(root: Path, issuer: str, secret: str = CLIENT_SECRET, **flags):
@@ -380,7 +380,7 @@ def test_https_provider_with_a_private_ca(root, tmp_path):
                            "certificate is not trusted", status=502)
             assert idp.hits == []
             # with oidc_ca_file: verified, and the sign-in works
-            oidc.clear_cache()
+            oidc_provider.clear_cache()
             app.config = oidc_config(root, idp.issuer, oidc_ca_file=str(idp.ca_file))
             assert sign_in(client, idp).status_code == 302
             assert signed_in_email(client) == "alice@example.com"

@@ -28,10 +28,9 @@ from ..logs import event
 from . import audit, lead_input
 from .authz import Principal
 from .errors import ServiceError, ValidationError
-from .lead_columns import CUSTOM, FIELD, TAGS, plan_columns, suggest_targets
+from .lead_columns import CUSTOM, FIELD, TAGS, plan_columns
 from .leads import dumps_custom
 from .uploads import upload_path
-from .uploads import UPLOAD_MAX_AGE, purge_stale_uploads  # noqa: F401 (still importable from here)
 
 log = logging.getLogger("mailflow.leads")
 

@@ -44,7 +44,6 @@ from ..logs import event
 from . import audit, users
 from .audit import Actor
 from .oidc_provider import OIDCFailed, discover, redeem, signing_key, userinfo
-from .oidc_provider import clear_cache  # noqa: F401  (callers of this module reset the provider cache here)
 
 log = logging.getLogger("mailflow.oidc")
 
