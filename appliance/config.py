@@ -30,6 +30,16 @@ CREDENTIAL_PREFIX = "mailflow."
 
 # -- the option table ------------------------------------------------------------------------
 
+def parse_switch(raw: Any) -> bool:
+    """true/false (TOML booleans, or yes/no, on/off, 1/0 from the environment and flags)."""
+    text = str(raw).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -72,6 +82,15 @@ OPTIONS: tuple[Option, ...] = (
            "TimeoutStopSec is 90)."),
     Option("sending_threads", parse_int_range(1, 256), 16,
            "How many mailboxes send at the same time (each has at most one SMTP conversation)."),
+    Option("sync_threads", parse_int_range(1, 64), 8,
+           "How many mailboxes are read over IMAP at the same time. Sessions stay open between "
+           "cycles whatever this is; sessions waiting in IDLE are watched by one extra thread."),
+    Option("sync_interval_seconds", parse_int_range(1, 1500), 60,
+           "Seconds between two full reads of each mailbox's INBOX and spam folder (one STATUS per "
+           "folder when nothing is new). With IDLE, INBOX is also read as soon as mail arrives."),
+    Option("sync_idle", parse_switch, True,
+           "Wait in IMAP IDLE on INBOX where the server offers it, so replies are seen within about "
+           "a second; false: poll only, every sync_interval_seconds."),
     Option("domain_spread_seconds", parse_int_range(0, 86400), 120,
            "Minimum seconds between two messages to the same recipient domain, across all mailboxes, "
            "so one company never gets a burst."),
@@ -109,6 +128,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("oidc_ca_file", parse_readable_file, None,
            "PEM file of extra CA certificates trusted for the OIDC provider (an on-premises "
            "identity provider with a private CA)."),
+    Option("webhook_allow_loopback", parse_switch, False,
+           "Let webhooks reach loopback addresses (127.0.0.0/8, ::1): a receiver on this same host. "
+           "Private networks are allowed separately, by an admin under Settings → Webhooks (docs/webhooks.md)."),
+    Option("webhook_timeout_seconds", parse_int_range(1, 60), 10,
+           "Seconds a webhook endpoint has to answer one delivery (connect, send, response) before "
+           "the attempt counts as failed and is retried later."),
+    Option("webhook_threads", parse_int_range(1, 32), 4,
+           "How many webhook deliveries are sent at the same time."),
+    Option("webhook_ca_file", parse_readable_file, None,
+           "PEM file of extra CA certificates trusted for https:// webhook endpoints (an on-premises "
+           "CRM with a private CA)."),
 )
 
 
@@ -304,6 +334,8 @@ def display_value(option: Option, value: Any) -> str:
         return "(unset)"
     if option.secret:
         return "********"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if option.name == "listen":
         return f"{value[0]}:{value[1]}"
     if isinstance(value, tuple):

@@ -20,6 +20,7 @@ class Appliance:
     db: Database
     scheduler: Scheduler | None = None
     engine: object | None = None  # the SendingEngine, in `mailflow serve` only
+    sync: object | None = None  # the SyncEngine (IMAP read-back), in `mailflow serve` only
 
     def close(self) -> None:
         self.db.close()

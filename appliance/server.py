@@ -21,12 +21,13 @@ from .config import Config
 from .logs import event
 from .runtime import Appliance, open_appliance
 from .scheduler import Scheduler
-from .services import jobs, maintenance
+from .services import campaigns, jobs, maintenance, webhook_delivery
 from .services.engine import SendingEngine
 from .services.planner import plan_due
 from .services.reconcile import Orphans
 from .services.sender import Policy
 from .services.setup import issue_setup_link
+from .services.sync import SyncEngine
 
 log = logging.getLogger("mailflow.server")
 HTTP_THREADS = 8
@@ -51,8 +52,13 @@ def build_scheduler(app: Appliance) -> Scheduler:
     app.engine = SendingEngine(app, threads=app.config.sending_threads,
                                policy=Policy(domain_spread_seconds=app.config.domain_spread_seconds,
                                              base_url=app.config.public_url))
-    for job in maintenance.jobs(app) + sending_jobs(app):
+    for job in maintenance.jobs(app) + sending_jobs(app) + webhook_delivery.jobs(app):
         scheduler.register(job.name, job.interval, job.run, first_delay=job.first_delay)
+    # Mailbox sync: the tick follows the active mailboxes and starts due cycles; IDLE events
+    # start their own (the engine's selector thread), so replies do not wait for a tick.
+    app.sync = SyncEngine(app.db, app.keys, threads=app.config.sync_threads,
+                          interval=app.config.sync_interval_seconds, idle=app.config.sync_idle)
+    scheduler.register("sync.dispatch", 1, app.sync.tick, first_delay=3)
     return scheduler
 
 
@@ -62,6 +68,8 @@ def sending_jobs(app: Appliance) -> list[maintenance.JobSpec]:
         maintenance.JobSpec("sending.reconcile", 30, lambda: orphans.settle(app.db, app.keys)),
         maintenance.JobSpec("sending.plan", 5, lambda: plan_due(app.db), first_delay=1),
         maintenance.JobSpec("sending.dispatch", 1, app.engine.tick, first_delay=2),
+        maintenance.JobSpec("campaigns.complete_finished", 60, lambda: campaigns.complete_finished(app.db),
+                            first_delay=30),
     ]
 
 
@@ -69,8 +77,13 @@ def stop_background(app: Appliance, timeout: float) -> None:
     """No new work first (scheduler), then let the senders finish the message in hand."""
     if app.scheduler is not None:
         app.scheduler.stop(timeout)
+    sync_stopper = threading.Thread(target=app.sync.stop, args=(timeout,)) if app.sync is not None else None
+    if sync_stopper is not None:
+        sync_stopper.start()  # beside the senders: both within the one timeout
     if app.engine is not None:
         app.engine.stop(timeout)
+    if sync_stopper is not None:
+        sync_stopper.join(timeout)
 
 
 def serve(config: Config, *, out=sys.stdout) -> int:

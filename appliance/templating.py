@@ -17,7 +17,8 @@ import html
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Union
+from functools import lru_cache
+from typing import Mapping, Sequence, Union
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}\Z")
 MAX_TEMPLATE = 100_000
@@ -175,6 +176,14 @@ def parse(text: str) -> list[Node]:
     return nodes
 
 
+@lru_cache(maxsize=512)
+def parsed(text: str) -> tuple[Node, ...]:
+    """parse(), remembered by the template's text: the sending engine renders the same few
+    templates for thousands of leads. Keyed by the text itself, so an edited template can never
+    be served stale; the nodes are immutable, so sharing them is safe."""
+    return tuple(parse(text))
+
+
 def variables(nodes: list[Node]) -> list[Var]:
     found: list[Var] = []
     for node in nodes:
@@ -200,7 +209,8 @@ def check(text: str, known: set[str]) -> list[TemplateError]:
     return problems
 
 
-def render(nodes: list[Node], values: Mapping[str, str], rng: random.Random, *, escape_html: bool = False) -> str:
+def render(nodes: Sequence[Node], values: Mapping[str, str], rng: random.Random, *,
+           escape_html: bool = False) -> str:
     """Fill in values (raising MissingValue for an empty one without fallback) and pick spintax
     options with `rng` (seed it per message so a preview and the send agree)."""
     out: list[str] = []
@@ -215,7 +225,7 @@ def render(nodes: list[Node], values: Mapping[str, str], rng: random.Random, *, 
                 value = node.fallback
             out.append(html.escape(value) if escape_html else value)
         else:
-            out.append(render(list(rng.choice(node.options)), values, rng, escape_html=escape_html))
+            out.append(render(rng.choice(node.options), values, rng, escape_html=escape_html))
     return "".join(out)
 
 

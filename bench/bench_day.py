@@ -148,8 +148,8 @@ def disturb(app, principal, now: datetime, rng: random.Random, boxes: dict, stop
 class Attribution:
     """Seconds spent in a few storage functions, by the phase (planner or dispatch) calling them."""
 
-    NAMES = ("due_enrollments", "mailbox_load", "pool_mailboxes", "plan", "defer_enrollment", "campaign_sent_since",
-             "mailboxes_with_due", "next_planned", "defer", "last_send_to_domain")
+    NAMES = ("due_enrollments", "pool_load", "pool_mailboxes", "plan_many", "defer_enrollment", "campaign_sent_since",
+             "mailboxes_with_due", "due_for_mailbox", "defer", "last_sends_to_domains")
 
     def __init__(self):
         self.phase = "planner"

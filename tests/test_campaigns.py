@@ -72,6 +72,8 @@ def test_template_mistakes_are_refused_with_their_place(web, member):
 @pytest.mark.parametrize("over, field", [
     ({"name": ""}, "name"),
     ({"schedule": {"timezone": "Mars/Base", "days": ["mon"], "start": "09:00", "end": "17:00"}}, "schedule.timezone"),
+    # found by the schema run: a time zone that is not text was a 500
+    ({"schedule": {"timezone": ["UTC"], "days": ["mon"], "start": "09:00", "end": "17:00"}}, "schedule.timezone"),
     ({"schedule": {"timezone": "UTC", "days": ["funday"], "start": "09:00", "end": "17:00"}}, "schedule.days"),
     ({"schedule": {"timezone": "UTC", "days": ["mon"], "start": "18:00", "end": "09:00"}}, "schedule.end"),
     ({"steps": [{"delay_minutes": 0, "variants": [{"subject": "", "body": "x"}]}]}, "steps.0.variants.0.subject"),
@@ -212,3 +214,20 @@ def test_viewers_read_but_cannot_change(appliance, web, member):
     assert create(web, viewer).status_code == 403
     assert c.post(f"/api/v1/campaigns/{campaign['id']}/launch", headers=viewer).status_code == 403
     assert users_repo.count(appliance.db.connection()) == 2
+
+
+def test_ids_beyond_64_bits_are_field_errors_not_a_server_error(web, member):
+    """Found by the schema run: such ids overflowed in the database driver (500)."""
+    c, too_big = web.test_client(), 2**63
+    r = create(web, member, mailbox_ids=[too_big])
+    assert r.status_code == 400 and "mailbox_ids" in r.get_json()["error"]["details"]["fields"]
+    campaign_id = create(web, member).get_json()["id"]
+    r = c.post(f"/api/v1/campaigns/{campaign_id}/leads", json={"lead_ids": [1, too_big]}, headers=member)
+    assert r.status_code == 400 and "lead_ids" in r.get_json()["error"]["details"]["fields"]
+    r = c.get(f"/api/v1/campaigns/{campaign_id}/preview?lead_id={too_big}", headers=member)
+    assert r.status_code == 400 and "lead_id" in r.get_json()["error"]["details"]["fields"]
+    for body, field in (({"mailbox_id": too_big}, "mailbox_id"), ({"mailbox_id": 1, "lead_id": too_big}, "lead_id")):
+        r = c.post(f"/api/v1/campaigns/{campaign_id}/test-send", json={"to": "me@example.test", **body},
+                   headers=member)
+        assert r.status_code == 400 and field in r.get_json()["error"]["details"]["fields"], body
+    assert c.get(f"/api/v1/campaigns/{too_big}/stats", headers=member).status_code == 404

@@ -5,6 +5,7 @@ once however often the same message is read."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -12,7 +13,7 @@ import pytest
 
 from appliance.db.timefmt import utcnow_iso
 from appliance.mail.smtp import SmtpSession
-from appliance.services import inbound, mailboxes, planner, sender, suppressions
+from appliance.services import inbound, links, mailboxes, planner, sender, suppressions
 from appliance.services.audit import Actor
 
 from .support.campaign_setup import add_leads, connect_mailbox, launched_campaign
@@ -192,7 +193,7 @@ def test_unsubscribe_by_mail_from_a_lead_and_from_a_stranger(appliance, mailstac
     assert inbound.ingest(appliance.db, box["id"], folder="INBOX", uid=1, raw=words)
     assert lead(appliance, lead_id)["status"] == "unsubscribed" and events(appliance, lead_id) == ["unsubscribed"]
     assert enrollment(appliance, lead_id)["stop_reason"] == "unsubscribed"
-    to_address = mail({"From": "someone@elsewhere.example", "To": inbound.unsubscribe_address(ALICE),
+    to_address = mail({"From": "someone@elsewhere.example", "To": links.unsubscribe_address(ALICE),
                        "Subject": "unsubscribe"}, "")
     assert inbound.ingest(appliance.db, box["id"], folder="INBOX", uid=2, raw=to_address)
     assert suppressions.suppression_for(appliance.db.connection(), "someone@elsewhere.example")["reason"] == \
@@ -222,7 +223,33 @@ def test_a_message_without_message_id_is_still_recorded_once(appliance, mailstac
 def test_a_hostile_from_header_changes_nothing_it_should_not(appliance, mailstack):
     box, _, (lead_id,), sent = send_first_step(appliance, mailstack, ["bob+x@example.test"])
     hostile = mail({"From": "\"x\r\nBcc: evil@x.test\" <'; DROP TABLE leads;--@x>",
-                    "To": inbound.unsubscribe_address(ALICE), "Subject": "unsubscribe"}, "")
+                    "To": links.unsubscribe_address(ALICE), "Subject": "unsubscribe"}, "")
     inbound.ingest(appliance.db, box["id"], folder="INBOX", uid=1, raw=hostile)
     assert lead(appliance, lead_id)["status"] == "contacted"
     assert appliance.db.connection().execute("SELECT count(*) FROM leads").fetchone()[0] == 1
+
+
+def test_inbound_mail_queues_webhook_events_in_the_same_transaction(appliance, mailstack):
+    from appliance.services import webhooks
+
+    from .support.campaign_setup import admin_principal
+    box, campaign, (lead_id,), sent = send_first_step(appliance, mailstack, ["bob+wh@example.test"])
+    webhooks.create(appliance.db, appliance.keys, appliance.config, admin_principal(appliance),
+                    {"url": "https://93.184.215.14/hook", "events": ["*"]})
+    reply = mail({"From": "bob+wh@example.test", "In-Reply-To": sent[lead_id]["message_id"]}, "Call me.")
+    assert inbound.ingest(appliance.db, box["id"], folder="INBOX", uid=1, raw=reply)
+    queued = [json.loads(r[0]) for r in appliance.db.connection().execute("SELECT body FROM webhook_events ORDER BY "
+                                                                          "rowid")]
+    assert [e["type"] for e in queued] == ["reply.received", "lead.status_changed"]
+    received = queued[0]["data"]
+    assert received["lead"]["email"] == "bob+wh@example.test" and received["campaign"]["id"] == campaign["id"]
+    assert received["message"]["message_id"] == sent[lead_id]["message_id"]
+    assert received["reply"]["snippet"] == "Call me." and received["mailbox"]["email"] == ALICE
+    assert queued[1]["data"]["previous_status"] == "contacted" and queued[1]["data"]["lead"]["status"] == "replied"
+    bounce = dsn("bob+wh@example.test", "5.1.1", sent[lead_id]["message_id"])
+    assert inbound.ingest(appliance.db, box["id"], folder="INBOX", uid=2, raw=bounce)
+    types = [r[0] for r in appliance.db.connection().execute("SELECT type FROM webhook_events ORDER BY rowid")]
+    assert types[2:] == ["email.bounced", "lead.status_changed"]
+    dead = json.loads(appliance.db.connection().execute("SELECT body FROM webhook_events ORDER BY rowid DESC")
+                      .fetchone()[0])
+    assert (dead["data"]["previous_status"], dead["data"]["lead"]["status"]) == ("replied", "bounced")

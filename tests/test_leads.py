@@ -591,3 +591,13 @@ def test_uploads_never_outlive_the_hour(appliance, web):
     job.run()
     assert uploads(appliance) == []
     assert c.post("/leads/import", data={"csrf_token": s.csrf}, content_type="multipart/form-data").status_code == 400
+
+
+def test_ids_and_cursors_beyond_64_bits_are_refused_not_a_server_error(web, member):
+    """Found by the schema run: such numbers overflowed in the database driver (500)."""
+    client, too_big = web.test_client(), 2**63
+    for method in ("GET", "PATCH", "DELETE"):
+        r = client.open(f"/api/v1/leads/{too_big}", method=method, json={}, headers=member)
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found", method
+    r = client.get(f"/api/v1/leads?cursor={too_big}", headers=member)
+    assert r.status_code == 400 and r.get_json()["error"]["details"]["fields"] == {"cursor": "Invalid cursor."}

@@ -322,3 +322,13 @@ def test_mailboxes_in_error_heal_by_themselves(appliance, web, admin, mailstack)
     job.run()
     healed = mailboxes.get(appliance.db, box["id"])
     assert healed["status"] == "active" and healed["last_error"] is None
+
+
+def test_a_ca_bundle_that_is_not_ascii_is_a_field_error(web, admin):
+    """Found by the schema run: the TLS library's TypeError for non-ASCII text was a 500."""
+    body = {"email": "carol@example.test", "provider": "custom", "smtp_host": "127.0.0.1", "smtp_port": 1,
+            "smtp_security": "ssl", "imap_host": "127.0.0.1", "imap_port": 1, "imap_security": "ssl",
+            "password": "x", "tls_ca_pem": "-----BEGIN CERTIFICATE-----\nÄÖÜ\n-----END CERTIFICATE-----"}
+    r = web.test_client().post("/api/v1/mailboxes?check=false", json=body, headers=admin)
+    assert r.status_code == 400
+    assert r.get_json()["error"]["details"]["fields"]["tls_ca_pem"] == "This is not a PEM certificate bundle."

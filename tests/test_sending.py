@@ -14,7 +14,7 @@ import pytest
 from appliance.db import messages_repo
 from appliance.db.timefmt import to_iso
 from appliance.mail.smtp import SmtpSession
-from appliance.services import campaigns, mailboxes, planner, reconcile, sender, suppressions
+from appliance.services import campaigns, mailboxes, planner, reconcile, send_feed, sender, suppressions
 from appliance.services.engine import SendingEngine
 from appliance.services.audit import Actor
 
@@ -328,3 +328,189 @@ def test_deleting_a_mailbox_moves_its_unsent_work_to_the_pool(appliance, mailsta
     mailboxes.delete(appliance.db, admin_principal(appliance), first["id"])
     assert planner.plan_due(appliance.db) == len(on_first)
     assert {m["mailbox_id"] for m in messages(appliance)} == {second["id"]}
+
+
+# -- batches: several messages of one mailbox claimed, sent and recorded together ----------------
+
+def test_a_batch_claim_checks_every_message_at_claim_time(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    emails = [f"lead{i}@batch{i}.example" for i in range(6)]
+    leads = add_leads(appliance, emails)
+    launched_campaign(appliance, [box["id"]], leads)
+    assert planner.plan_due(appliance.db) == 6
+    planned = {m["to_email"]: m for m in messages(appliance)}
+    # recorded after planning, before the claim: one suppression, one reply, one unsubscribe
+    with appliance.db.transaction() as conn:
+        suppressions.suppress(conn, Actor.system(), emails[1], reason="manual")
+        messages_repo.stop_enrollment(conn, planned[emails[2]]["enrollment_id"], "replied")
+        conn.execute("UPDATE leads SET status = 'unsubscribed' WHERE email = ?", (emails[3],))
+    taken = sender.claim_batch(appliance.db, box["id"], POLICY, 10)
+    assert sorted(c.message["to_email"] for c in taken) == [emails[0], emails[4], emails[5]]
+    after = {m["to_email"]: m for m in messages(appliance)}
+    assert [after[e]["status"] for e in emails] == ["sending", "cancelled", "cancelled", "cancelled", "sending",
+                                                    "sending"]
+    assert after[emails[1]]["last_error"] == "suppressed" and after[emails[3]]["last_error"] == "unsubscribed"
+    assert all(c.identity["company"] == "Acme GmbH" and c.steps and c.thread == [] for c in taken)
+
+
+def test_a_batch_claim_keeps_the_daily_cap_counting_messages_in_flight(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    leads = add_leads(appliance, [f"lead{i}@cap{i}.example" for i in range(6)])
+    launched_campaign(appliance, [box["id"]], leads)
+    assert planner.plan_due(appliance.db) == 6
+    mailboxes.update(appliance.db, appliance.keys, admin_principal(appliance), box["id"], {"daily_limit": 3})
+    assert len(sender.claim_batch(appliance.db, box["id"], POLICY, 2)) == 2  # claimed, not yet sent
+    assert len(sender.claim_batch(appliance.db, box["id"], POLICY, 10)) == 1  # the two in flight count
+    assert sender.claim_batch(appliance.db, box["id"], POLICY, 10) == []
+    states = [m["status"] for m in messages(appliance)]
+    assert states.count("sending") == 3 and states.count("planned") == 3
+    held = [m for m in messages(appliance) if m["status"] == "planned" and m["last_error"] == "daily cap reached"]
+    assert held and all(m["planned_at"] > to_iso(datetime.now(timezone.utc)) for m in held)
+
+
+def test_a_batch_claim_spreads_one_domain_also_across_mailboxes(appliance, mailstack):
+    first = connect_mailbox(appliance, mailstack, ALICE)
+    second = connect_mailbox(appliance, mailstack, CAROL)
+    spread = sender.Policy(domain_spread_seconds=120, base_url=POLICY.base_url)
+    one = add_leads(appliance, ["a@same.example", "b@same.example", "c@other.example"])
+    launched_campaign(appliance, [first["id"]], one)
+    two = add_leads(appliance, ["d@same.example"])
+    launched_campaign(appliance, [second["id"]], two)
+    planner.plan_due(appliance.db)
+    taken = sender.claim_batch(appliance.db, first["id"], spread, 10)
+    assert sorted(c.message["to_email"] for c in taken) == ["a@same.example", "c@other.example"]
+    # the other mailbox's message to the same company waits for the one in flight (claimed, not sent)
+    assert sender.claim_batch(appliance.db, second["id"], spread, 10) == []
+    now = datetime.now(timezone.utc)
+    for m in messages(appliance):
+        if m["to_email"] in ("b@same.example", "d@same.example"):
+            assert m["status"] == "planned"
+            assert timedelta(seconds=110) < datetime.fromisoformat(m["planned_at"].replace("Z", "+00:00")) - now \
+                <= timedelta(seconds=120)
+
+
+def test_a_mailbox_with_a_gap_claims_one_message_at_a_time(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE, min_gap_seconds=60, max_gap_seconds=120)
+    leads = add_leads(appliance, [f"lead{i}@gap{i}.example" for i in range(3)])
+    launched_campaign(appliance, [box["id"]], leads)
+    with appliance.db.transaction() as conn:  # all three due now, whatever the planner estimated
+        planner.plan_due(appliance.db)
+        conn.execute("UPDATE messages SET planned_at = '2000-01-01T00:00:00Z'")
+    assert len(sender.claim_batch(appliance.db, box["id"], POLICY, 10)) == 1
+
+
+def use_helper(monkeypatch, helper: bool) -> list:
+    """Make bursts use the helper thread (whatever the local server's speed), or never; the
+    returned list gets an entry each time a helper thread starts."""
+    monkeypatch.setattr(send_feed, "FAST_SEND", 60.0 if helper else 0.0)
+    started, run = [], send_feed.Feed._run
+    monkeypatch.setattr(send_feed.Feed, "_run", lambda feed: (started.append(feed.mailbox_id), run(feed)))
+    return started
+
+
+@pytest.mark.parametrize("helper", [False, True], ids=["inline", "helper-thread"])
+def test_the_engine_sends_a_batch_exactly_once_and_records_each(appliance, mailstack, monkeypatch, helper):
+    started = use_helper(monkeypatch, helper)
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    tag = f"b{time.monotonic_ns()}"
+    leads = add_leads(appliance, [f"bob+{tag}.{i}@example.test" for i in range(40)])
+    launched_campaign(appliance, [box["id"]], leads)
+    assert planner.plan_due(appliance.db) == 40
+    SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
+    sent = messages(appliance)
+    assert [m["status"] for m in sent] == ["sent"] * 40 and all(m["attempts"] == 1 for m in sent)
+    events = appliance.db.connection().execute("SELECT count(*) FROM events WHERE kind = 'sent'").fetchone()[0]
+    assert events == 40
+    assert messages_repo.pacing(appliance.db.connection(), box["id"]) is not None
+    got = inbox(mailstack, BOB, ["TO", tag])
+    deadline = time.monotonic() + 5
+    while len(got) < 40 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = inbox(mailstack, BOB, ["TO", tag])
+    assert sorted(g["Message-ID"] for g in got) == sorted(m["message_id"] for m in sent)
+    assert started == ([box["id"]] if helper else [])
+
+
+@pytest.mark.parametrize("helper", [False, True], ids=["inline", "helper-thread"])
+def test_stopping_puts_claimed_but_unsent_messages_back(appliance, mailstack, monkeypatch, helper):
+    use_helper(monkeypatch, helper)
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    leads = add_leads(appliance, [f"bob+stop{i}@example.test" for i in range(12)])
+    launched_campaign(appliance, [box["id"]], leads)
+    planner.plan_due(appliance.db)
+    engine = SendingEngine(appliance, threads=1, policy=POLICY)
+    real, sent = sender.transmit, []
+
+    def transmit_then_stop(*args):  # SIGTERM arrives while the sixth message is on the wire
+        sent.append(1)
+        if len(sent) == 6:
+            engine._stopping.set()
+        return real(*args)
+
+    monkeypatch.setattr(sender, "transmit", transmit_then_stop)
+    engine._work(box["id"])
+    states = [(m["status"], m["attempts"], m["claimed_at"]) for m in messages(appliance)]
+    assert states.count(("planned", 0, None)) == 6  # claimed ahead, never sent: as if never claimed
+    assert [s for s, _, _ in states].count("sent") == 6
+    monkeypatch.setattr(sender, "transmit", real)
+    SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
+    assert [m["status"] for m in messages(appliance)] == ["sent"] * 12
+    assert all(m["attempts"] == 1 for m in messages(appliance))
+
+
+def test_an_edited_template_is_used_from_the_next_claim(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    leads = add_leads(appliance, ["ann@edit.example", "ben@edit.example"], first_name="Ann")
+    campaign = launched_campaign(appliance, [box["id"]], leads)
+    planner.plan_due(appliance.db)
+    now = datetime.now(timezone.utc)
+    first = sender.claim_batch(appliance.db, box["id"], POLICY, 1)[0]
+    assert sender.compose_message(appliance.db, appliance.keys, first, POLICY, now)[1] == "Hello Ann"
+    steps = [{"delay_minutes": 0, "variants": [{"subject": "Changed for {{first_name}}", "body": "New text."}]},
+             {"delay_minutes": 60, "variants": [{"subject": "", "body": "Step two."}]}]
+    campaigns.update(appliance.db, admin_principal(appliance), campaign["id"], {"steps": steps})
+    second = sender.claim_batch(appliance.db, box["id"], POLICY, 1)[0]
+    raw, subject, _ = sender.compose_message(appliance.db, appliance.keys, second, POLICY, now)
+    assert subject == "Changed for Ann" and b"New text." in raw
+
+
+def test_due_follow_ups_are_planned_before_new_leads(appliance, mailstack, monkeypatch):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    started = add_leads(appliance, [f"bob+f{i}@example.test" for i in range(2)])
+    campaign = launched_campaign(appliance, [box["id"]], started)
+    planner.plan_due(appliance.db)
+    assert run_until_idle(appliance, box["id"]) == ["sent", "sent"]
+    for row in appliance.db.connection().execute("SELECT id FROM enrollments").fetchall():
+        make_due(appliance, row["id"])
+    campaigns.enroll(appliance.db, admin_principal(appliance), campaign["id"],
+                     add_leads(appliance, [f"bob+n{i}@example.test" for i in range(3)]))
+    monkeypatch.setattr(planner, "BATCH", 2)  # room for two this tick: the threads already started
+    assert planner.plan_due(appliance.db) == 2
+    assert sorted(m["step"] for m in messages(appliance) if m["status"] == "planned") == [1, 1]
+    assert planner.plan_due(appliance.db) == 2 and planner.plan_due(appliance.db) == 1
+
+
+def test_the_pool_picks_mailboxes_by_remaining_room_never_a_full_or_paused_one():
+    rows = [{"id": i, "status": status, "sending_enabled": 1, "next_allowed_at": None, "min_gap_seconds": 0,
+             "max_gap_seconds": 0} for i, status in enumerate(["active", "active", "active", "paused"], 1)]
+    pool = planner.Pool.__new__(planner.Pool)  # the choice alone, without the database read
+    pool.rows, pool.room, pool._table = {r["id"]: r for r in rows}, {1: 3000, 2: 1000, 3: 0, 4: 5000}, None
+    rng = random.Random(11)
+    picks = [pool.choose(None, rng) for _ in range(4000)]
+    assert set(picks) == {1, 2}
+    assert 2.6 < picks.count(1) / picks.count(2) < 3.4
+    pool.room = {1: 1, 2: 0, 3: 0, 4: 5000}  # rooms shrank under the table: still exact
+    assert pool.choose(None, rng) == 1
+    pool.room[1] = 0
+    assert pool.choose(None, rng) is None and pool.choose(4, rng) is None  # a paused sticky mailbox waits
+
+
+def test_a_step_is_never_planned_twice(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    leads = add_leads(appliance, ["bob+once@example.test", "bob+once2@example.test"])
+    launched_campaign(appliance, [box["id"]], leads)
+    assert planner.plan_due(appliance.db) == 2
+    first = messages(appliance)[0]
+    make_due(appliance, first["enrollment_id"])  # its step due again, by mistake
+    assert planner.plan_due(appliance.db) == 0  # the planner counts only what it really inserted
+    assert len(messages(appliance)) == 2

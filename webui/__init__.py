@@ -12,6 +12,7 @@ from appliance.runtime import Appliance
 from appliance.services import uploads
 
 from . import auth, context, errors, limits, security
+from .api_common import IdConverter
 from .blueprints import BLUEPRINTS
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # CSV imports; the nginx front uses the same limit
@@ -63,6 +64,7 @@ def create_app(appliance: Appliance) -> Flask:
     )
     app.json.sort_keys = False  # keep the documented field order
     app.extensions["mailflow"] = appliance
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     security.init_app(app, appliance.config)
     errors.init_app(app)
     auth.init_app(app)

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from flask import jsonify, request
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
 from appliance.services.errors import ServiceError, ValidationError
+from appliance.services.ids import MAX_ID
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: a whole number that fits an id; a larger one is 404 instead of
+    an overflow in the database. (Werkzeug's own `max` would turn it into a 405 on routes whose
+    path also has a rule for other methods.)"""
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        if number > MAX_ID:
+            raise NotFound()
+        return number
 
 
 class UnsupportedMediaType(ServiceError):
@@ -46,7 +61,7 @@ def page_args() -> tuple[int, int]:
         raise ValidationError({"limit": "limit and cursor must be whole numbers."}) from None
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationError({"limit": f"limit must be between 1 and {MAX_LIMIT}."})
-    if cursor < 0:
+    if not 0 <= cursor <= MAX_ID:
         raise ValidationError({"cursor": "Invalid cursor."})
     return limit, cursor
 

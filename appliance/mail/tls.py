@@ -62,7 +62,7 @@ def normalize_fingerprint(text: str) -> str:
 def check_ca_pem(text: str) -> str:
     try:
         ssl.create_default_context(cadata=text)
-    except (ssl.SSLError, ValueError):
+    except (ssl.SSLError, ValueError, TypeError):  # TypeError: text that is not ASCII
         raise ValueError("not a PEM certificate bundle") from None
     return text
 

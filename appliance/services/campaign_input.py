@@ -13,6 +13,7 @@ from zoneinfo import available_timezones
 from .. import templating
 from ..mail.message import has_line_break
 from .errors import ValidationError
+from .ids import is_id
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -45,7 +46,7 @@ def parse_schedule(value: Any, problems: dict) -> dict:
         problems["schedule"] = 'Expected {"always": true} or {"timezone", "days", "start", "end"}.'
         return {"always": True}
     tz = value.get("timezone", "")
-    if tz not in available_timezones():
+    if not isinstance(tz, str) or tz not in available_timezones():
         problems["schedule.timezone"] = "Choose a time zone like Europe/Berlin or America/New_York."
     days = value.get("days")
     if not isinstance(days, list) or not days or any(d not in DAYS for d in days):
@@ -154,7 +155,7 @@ def parse_campaign(data: dict, *, custom_fields: set[str], partial: bool = False
             out[name] = _bool(data[name], name, problems)
     if "mailbox_ids" in data:
         ids = data["mailbox_ids"]
-        if not isinstance(ids, list) or any(not isinstance(i, int) or isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(is_id(i) for i in ids):
             problems["mailbox_ids"] = "Expected a list of mailbox ids."
         else:
             out["mailbox_ids"] = sorted(set(ids))

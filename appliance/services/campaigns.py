@@ -12,10 +12,12 @@ from datetime import datetime, timezone
 from .. import templating
 from ..db import Database, campaigns_repo
 from ..db.timefmt import utcnow_iso
-from . import audit, compose, links, sender_identity, suppressions
+from . import audit, compose, links, sender_identity, suppressions, webhooks
+from .audit import Actor
 from .authz import Principal
 from .campaign_input import LINK_FIELDS, SENDER_FIELDS, known_variables, parse_campaign
 from .errors import Conflict, NotFound, ServiceError, ValidationError
+from .ids import is_id
 
 FLAGS = ("use_lead_timezone", "stop_on_reply", "stop_on_auto_reply", "stop_company_on_reply", "html",
          "unsubscribe_footer", "skip_other_campaigns")
@@ -116,7 +118,7 @@ def delete(db: Database, principal: Principal, campaign_id: int) -> None:
 def enroll(db: Database, principal: Principal, campaign_id: int, lead_ids: list[int]) -> dict:
     """Enrol leads; report how many went in and why the rest did not."""
     principal.require("member", "write")
-    if not isinstance(lead_ids, list) or any(not isinstance(i, int) or isinstance(i, bool) for i in lead_ids):
+    if not isinstance(lead_ids, list) or not all(is_id(i) for i in lead_ids):
         raise ValidationError({"lead_ids": "Expected a list of lead ids."})
     skipped = {"not_found": 0, "already_enrolled": 0, "suppressed": 0, "unsubscribed": 0, "bounced": 0,
                "in_other_campaign": 0}
@@ -246,6 +248,9 @@ def _transition(db: Database, principal: Principal, campaign_id: int, to: str, e
             campaigns_repo.schedule_unplanned(conn, campaign_id, utcnow_iso())
         audit.record(conn, principal.actor(), action, target_type="campaign", target_id=campaign_id,
                      metadata={"from": row["status"]})
+        if action in webhooks.EVENT_TYPES:  # campaign.launched, campaign.paused
+            webhooks.emit(conn, action, {"campaign": webhooks.campaign_data(_row(conn, campaign_id)),
+                                         "previous_status": row["status"], "by": principal.email})
         return public(conn, _row(conn, campaign_id))
 
 
@@ -270,6 +275,30 @@ def resume(db: Database, principal: Principal, campaign_id: int) -> dict:
         raise LaunchRefused("The campaign cannot resume yet: " + " ".join(c["message"] for c in failed),
                             details={"checks": failed})
     return _transition(db, principal, campaign_id, "active", ("paused",), "campaign.resumed")
+
+
+def complete_finished(db: Database) -> int:
+    """Active campaigns whose every enrolled lead has finished (sequence done or stopped) become
+    completed, each with a campaign.completed event. Run by the scheduler."""
+    completed = 0
+    conn = db.connection()
+    for row in campaigns_repo.page(conn, status="active", after_id=0, limit=10_000):
+        if not _finished(campaigns_repo.enrollment_counts(conn, row["id"])):
+            continue
+        with db.transaction() as tx:
+            counts = campaigns_repo.enrollment_counts(tx, row["id"])  # again, under the write lock
+            if _finished(counts) and campaigns_repo.set_status(tx, row["id"], "completed", utcnow_iso(),
+                                                               expect=("active",)):
+                audit.record(tx, Actor.system("scheduler"), "campaign.completed", target_type="campaign",
+                             target_id=row["id"], metadata={"leads": counts})
+                webhooks.emit(tx, "campaign.completed", {"campaign": webhooks.campaign_data(_row(tx, row["id"])),
+                                                         "leads": {"total": sum(counts.values()), **counts}})
+                completed += 1
+    return completed
+
+
+def _finished(enrollment_counts: dict[str, int]) -> bool:
+    return bool(enrollment_counts) and not enrollment_counts.get("active")
 
 
 def preview(db: Database, keys, campaign_id: int, lead_id: int, base_url: str) -> list[dict]:

@@ -55,7 +55,7 @@ def footer(identity: dict, unsubscribe_url: str) -> str:
 
 
 def _subject(variant: dict, values: dict, rng: random.Random) -> str:
-    return templating.render(templating.parse(variant["subject"]), values, rng) if variant["subject"] else ""
+    return templating.render(templating.parsed(variant["subject"]), values, rng) if variant["subject"] else ""
 
 
 def render_step(*, campaign, steps: list[dict], position: int, lead, mailbox, identity: dict,
@@ -74,7 +74,7 @@ def render_step(*, campaign, steps: list[dict], position: int, lead, mailbox, id
             thread_subject = _subject(pick_variant(steps[0]["variants"], first_rng), values, first_rng)
         subject = thread_subject if thread_subject.lower().startswith("re:") else "Re: " + thread_subject
     is_html = bool(campaign["html"])
-    body = templating.render(templating.parse(chosen["body"]), values, rng, escape_html=is_html)
+    body = templating.render(templating.parsed(chosen["body"]), values, rng, escape_html=is_html)
     text = html_to_text(body) if is_html else body
     if campaign["unsubscribe_footer"]:
         lines = footer(identity, unsubscribe_url)

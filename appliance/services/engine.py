@@ -1,8 +1,9 @@
 """The sending engine: one worker per mailbox with due messages, on a bounded pool.
 
 A mailbox has at most one SMTP conversation at a time (its worker), and the worker reuses
-its connection for consecutive messages while they keep coming. `stop()` lets workers
-finish the message they are sending, then returns.
+its connection for consecutive messages while they keep coming. Its database side (claims in
+batches ahead, records in batches behind) is send_feed.Feed. `stop()` lets workers finish the
+message they are sending, then returns; what they had claimed beyond it goes back to planned.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -21,6 +23,7 @@ from ..mail.smtp import SmtpAmbiguous, SmtpRejected, SmtpSession
 from ..mail.tls import TransportError
 from . import mailboxes, reconcile, sender
 from .audit import Actor
+from .send_feed import Feed
 
 log = logging.getLogger("mailflow.engine")
 
@@ -51,37 +54,53 @@ class SendingEngine:
         return started
 
     def _work(self, mailbox_id: int) -> None:
-        db, keys = self.app.db, self.app.keys
+        db = self.app.db
         session: SmtpSession | None = None
+        feed = Feed(db, self.app.keys, mailbox_id, self.policy, self._rng)
         try:
             while not self._stopping.is_set():
-                claimed = sender.claim(db, mailbox_id, self.policy)
-                if claimed is None:
+                item = feed.next()
+                if item is None:
                     break
+                claimed = item.claimed
                 if session is None:
                     session = self._connect(claimed)
                     if session is None:
+                        feed.settled()
                         break
+                started = time.monotonic()
                 try:
-                    status = sender.send_one(db, keys, claimed, session, self.policy, self._rng)
+                    accepted = sender.transmit(db, claimed, session, item.raw, datetime.now(timezone.utc))
                 except SmtpAmbiguous as exc:
+                    feed.settled()
                     self._settle_ambiguous(claimed, exc.message)
                     session.close()
                     session = None
                     break
                 except (SmtpRejected, TransportError, OSError):
-                    session.close()  # the message went back to planned with a backoff
+                    feed.settled()  # transmit planned it again with a backoff
+                    session.close()
                     session = None
                     break
-                if status == "sent" and claimed.mailbox["save_sent_copy"]:
+                if not accepted:  # refused for good, recorded as failed
+                    feed.settled(time.monotonic() - started)
+                    continue
+                feed.accepted(item, time.monotonic() - started)
+                event(log, "message.sent", message=claimed.message["id"], mailbox=mailbox_id)
+                if claimed.mailbox["save_sent_copy"]:
                     self._append_to_sent(claimed)
         except Exception as exc:  # a bug must not take the engine down; the message stays reconcilable
             event(log, "engine.worker_failed", level=logging.ERROR, mailbox=mailbox_id, exc_info=exc)
         finally:
-            if session is not None:
-                session.close()
-            with self._lock:
-                self._busy.discard(mailbox_id)
+            try:
+                feed.close()  # records what went, puts back what was claimed and never went
+            except Exception as exc:  # what is left `sending` is settled by reconcile
+                event(log, "engine.worker_failed", level=logging.ERROR, mailbox=mailbox_id, exc_info=exc)
+            finally:
+                if session is not None:
+                    session.close()
+                with self._lock:
+                    self._busy.discard(mailbox_id)
 
     def _connect(self, claimed) -> SmtpSession | None:
         mailbox_id = claimed.mailbox["id"]

@@ -19,5 +19,7 @@ def check(app: Appliance) -> dict[str, str]:
         event(log, "health.db_failed", level=logging.ERROR, error=str(exc))
         db_state = "error"
     scheduler = app.scheduler.state if app.scheduler is not None else "not_started"
-    ok = db_state == "ok" and scheduler == "running"
-    return {"status": "ok" if ok else "degraded", "db": db_state, "scheduler": scheduler}
+    # the sync starts a few seconds after the scheduler: only a failed one degrades the health
+    sync = app.sync.state if app.sync is not None else "not_started"
+    ok = db_state == "ok" and scheduler == "running" and sync != "failed"
+    return {"status": "ok" if ok else "degraded", "db": db_state, "scheduler": scheduler, "sync": sync}

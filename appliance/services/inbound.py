@@ -22,12 +22,12 @@ import json
 from datetime import datetime, timedelta, timezone
 from email.utils import parseaddr, parsedate_to_datetime
 
-from ..db import Database, inbound_repo, mailboxes_repo, messages_repo
+from ..db import Database, campaigns_repo, inbound_repo, leads_repo, mailboxes_repo, messages_repo
 from ..db.timefmt import to_iso
 from ..mail import bounces
 from ..mail.classify import Classification, inspect
 from ..mail.mime_view import View, html_to_text
-from . import suppressions
+from . import links, suppressions, webhooks
 from .audit import Actor
 
 SOFT_BOUNCE_LIMIT = 3
@@ -43,13 +43,6 @@ SHARED_DOMAINS = frozenset({
 _ACTOR = Actor.system("mailbox sync")
 
 
-def unsubscribe_address(mailbox_email: str) -> str:
-    """The List-Unsubscribe mailto: address of a mailbox (plus-addressing delivers it to the
-    mailbox's own INBOX)."""
-    local, _, domain = mailbox_email.partition("@")
-    return f"{local}+unsubscribe@{domain}".lower()
-
-
 def ingest(db: Database, mailbox_id: int, *, folder: str, uid: int | None, raw: bytes,
            truncated: bool = False) -> int | None:
     """Classify one fetched message, store it and apply its effects in one transaction. Returns
@@ -57,7 +50,7 @@ def ingest(db: Database, mailbox_id: int, *, folder: str, uid: int | None, raw: 
     mailbox = mailboxes_repo.by_id(db.connection(), mailbox_id)
     if mailbox is None:
         return None
-    found, view = inspect(raw, unsubscribe_addresses=frozenset({unsubscribe_address(mailbox["email"])}))
+    found, view = inspect(raw, unsubscribe_addresses=frozenset({links.unsubscribe_address(mailbox["email"])}))
     header_id = next(iter(bounces.message_ids(view.first("message-id"))), None)
     now = datetime.now(timezone.utc)
     with db.transaction() as conn:
@@ -71,11 +64,13 @@ def ingest(db: Database, mailbox_id: int, *, folder: str, uid: int | None, raw: 
         lead = inbound_repo.lead(conn, match["lead_id"]) if match else None
         if lead is None and kind not in ("unsubscribe", "complaint"):
             return None
-        inbox_id = inbound_repo.insert_if_new(conn, _row(mailbox_id, folder, uid, raw, view, found, kind, header_id,
-                                                         match, truncated, now))
+        row = _row(mailbox_id, folder, uid, raw, view, found, kind, header_id, match, truncated, now)
+        inbox_id = inbound_repo.insert_if_new(conn, row)
         if inbox_id is None:
             return None
         _apply(conn, kind, found, lead, match, inbox_id, to_iso(now))
+        if lead is not None:
+            _notify(conn, kind, found, lead, match, {**row, "id": inbox_id})
         return inbox_id
 
 
@@ -140,6 +135,33 @@ def _apply(conn, kind: str, found: Classification, lead, match: dict | None, inb
             inbound_repo.set_lead_status_from(conn, lead["id"], "unsubscribed", _ALL_BUT_UNSUBSCRIBED, now)
             inbound_repo.stop_lead(conn, lead["id"], "complained" if kind == "complaint" else "unsubscribed")
             event("complained" if kind == "complaint" else "unsubscribed", via="mail")
+
+
+def _notify(conn, kind: str, found: Classification, lead, match: dict, row: dict) -> None:
+    """Webhook events, in the same transaction: what came in, and the lead's new status."""
+    current = leads_repo.by_id(conn, lead["id"])
+    campaign = campaigns_repo.by_id(conn, match["campaign_id"]) if match["campaign_id"] else None
+    message = messages_repo.by_id(conn, match["message_id"]) if match["message_id"] else None
+    mailbox = mailboxes_repo.by_id(conn, row["mailbox_id"])
+    data = {"lead": webhooks.lead_data(current), "campaign": webhooks.campaign_data(campaign) if campaign else None,
+            "mailbox": webhooks.mailbox_data(mailbox) if mailbox else None,
+            "message": webhooks.message_data(message) if message else None}
+    inbound_mail = {"id": row["id"], "from": row["from_address"], "subject": row["subject"],
+                    "snippet": row["snippet"], "message_id": row["header_message_id"],
+                    "received_at": row["received_at"]}
+    if kind == "reply":
+        webhooks.emit(conn, "reply.received", {**data, "reply": inbound_mail})
+    elif kind == "auto_reply":
+        webhooks.emit(conn, "auto_reply.received", {**data, "reply": inbound_mail})
+    elif kind == "bounce":
+        webhooks.emit(conn, "email.bounced", {**data, "bounce": {
+            "status": found.status, "hard": found.hard is not False, "reason": (found.reason or "")[:300],
+            "recipient": found.recipient, "soft_bounces": current["soft_bounces"]}})
+    elif kind in ("complaint", "unsubscribe"):
+        webhooks.emit(conn, "lead.unsubscribed", {**data, "via": "complaint" if kind == "complaint" else "mail"})
+    if current["status"] != lead["status"]:
+        webhooks.emit(conn, "lead.status_changed", {"lead": webhooks.lead_data(current),
+                                                    "previous_status": lead["status"], "by": "mailbox sync"})
 
 
 _ALL_BUT_UNSUBSCRIBED = ("new", "contacted", "replied", "interested", "not_interested", "meeting_booked", "won",

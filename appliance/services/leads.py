@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 from ..db import Database, leads_repo
 from ..db.timefmt import utcnow_iso
-from . import audit
+from . import audit, webhooks
 from .audit import csv_safe
 from .authz import Principal
 from .errors import Conflict, NotFound, ValidationError
@@ -134,6 +134,8 @@ def update(db: Database, principal: Principal, lead_id: int, data: dict) -> dict
         changed = {k: v for k, v in _stored(fields).items() if row[k] != v}
         if changed:
             leads_repo.update(conn, lead_id, changed, utcnow_iso())
+        if "status" in changed:
+            _status_changed(conn, lead_id, row["status"], principal)
         if tags is not None:
             leads_repo.set_tags(conn, lead_id, tags)
     return get(db, lead_id)
@@ -150,7 +152,14 @@ def set_status(db: Database, principal: Principal | None, lead_id: int, status: 
         row = _row(conn, lead_id)
         if row["status"] != status:
             leads_repo.update(conn, lead_id, {"status": status}, utcnow_iso())
+            _status_changed(conn, lead_id, row["status"], principal)
     return get(db, lead_id)
+
+
+def _status_changed(conn, lead_id: int, previous: str, principal: Principal | None) -> None:
+    webhooks.emit(conn, "lead.status_changed", {"lead": webhooks.lead_data(leads_repo.by_id(conn, lead_id)),
+                                                "previous_status": previous,
+                                                "by": principal.email if principal else "system"})
 
 
 def delete(db: Database, principal: Principal, lead_id: int) -> None:

@@ -15,7 +15,7 @@ from ..db import Database, mailboxes_repo, messages_repo
 from ..db.timefmt import utcnow_iso
 from ..mail import imap, smtp
 from ..mail.tls import TlsPolicy, TransportError
-from . import audit
+from . import audit, webhooks
 from .audit import Actor
 from .authz import Principal
 from .errors import Conflict, NotFound, ValidationError
@@ -225,6 +225,9 @@ def record_check(db: Database, mailbox_id: int, result: dict, actor: Actor) -> N
             elif row["status"] == "active":
                 fields.update(status="error", status_reason=failed["error"])
         mailboxes_repo.update(conn, mailbox_id, fields, now)
+        if fields.get("status") in ("error", "paused") and fields["status"] != row["status"]:
+            webhooks.emit(conn, "mailbox.error", {"mailbox": webhooks.mailbox_data({**dict(row), **fields}),
+                                                  "previous_status": row["status"]})
         audit.record(conn, actor, "mailbox.checked", target_type="mailbox", target_id=mailbox_id,
                      metadata={"ok": ok, "smtp": result["smtp"]["code"], "imap": result["imap"]["code"]})
 

@@ -16,6 +16,7 @@ from ..db.timefmt import to_iso
 from . import audit, compose, reconcile
 from .authz import Principal
 from .errors import Conflict, NotFound, ValidationError
+from .ids import is_id
 
 STATUSES = ("planned", "sending", "sent", "failed", "uncertain", "cancelled")
 DONE_STATUSES = ("sending", "sent", "failed", "uncertain", "cancelled")  # off the queue
@@ -93,7 +94,8 @@ def parse_queue_cursor(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
     planned_at, _, ident = text.rpartition("~")
-    if not planned_at or not ident.isdigit() or len(planned_at) != 20:
+    if not planned_at or not (ident.isascii() and ident.isdigit()) or len(planned_at) != 20 \
+            or not is_id(int(ident)):
         raise ValidationError({"cursor": "Invalid cursor."})
     return planned_at, int(ident)
 

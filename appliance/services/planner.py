@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import random
+from bisect import bisect_right
 from datetime import datetime, timedelta, timezone
+from itertools import accumulate
 
 from ..db import Database, messages_repo
 from ..db.timefmt import from_iso, to_iso
@@ -43,25 +45,27 @@ def plan_due(db: Database, now: datetime | None = None, rng: random.Random | Non
 def _plan_campaign(db: Database, campaign, now: datetime, rng: random.Random) -> int:
     schedule = json.loads(campaign["schedule"])
     campaign_tz = windows.zone(schedule.get("timezone"))
-    planned = 0
+    use_lead_tz = bool(campaign["use_lead_timezone"])
+    now_iso = to_iso(now)
     with db.transaction() as conn:
-        due = messages_repo.due_enrollments(conn, campaign["id"], to_iso(now), BATCH)
+        due = messages_repo.due_enrollments(conn, campaign["id"], now_iso, BATCH)
         if not due:
             return 0
         step_count = len(messages_repo.step_delays(conn, campaign["id"]))
         today = windows.day_start(now, campaign_tz)
         campaign_left = _campaign_room(conn, campaign, to_iso(today))
-        pool = {m["id"]: m for m in messages_repo.pool_mailboxes(conn, campaign)}
-        room = {}
-        for mailbox in pool.values():
-            sent, queued, last = messages_repo.mailbox_load(conn, mailbox["id"], to_iso(today))
-            room[mailbox["id"]] = [daily_cap(dict(mailbox), today.date()) - sent - queued, last]
+        pool = Pool(conn, messages_repo.pool_mailboxes(conn, campaign), now, today)
+        opens_by_zone: dict[str | None, datetime] = {}
+        plans: list[tuple] = []  # (enrolment, mailbox, Message-ID, planned_at), inserted together
         for enrollment in due:
             if enrollment["next_step"] >= step_count:  # steps were removed while it waited
                 messages_repo.advance_enrollment(conn, enrollment["id"], enrollment["next_step"], None)
                 continue
-            tz = windows.window_zone(schedule, enrollment["timezone"], bool(campaign["use_lead_timezone"]))
-            opens = windows.next_open(schedule, now, tz)
+            zone_key = enrollment["timezone"] if use_lead_tz else None
+            if zone_key not in opens_by_zone:  # the window depends only on the zone within a tick
+                tz = windows.window_zone(schedule, enrollment["timezone"], use_lead_tz)
+                opens_by_zone[zone_key] = windows.next_open(schedule, now, tz)
+            opens = opens_by_zone[zone_key]
             if opens > now:
                 messages_repo.defer_enrollment(conn, enrollment["id"], to_iso(opens))
                 continue
@@ -69,24 +73,21 @@ def _plan_campaign(db: Database, campaign, now: datetime, rng: random.Random) ->
             if campaign_left["all"] <= 0 or (first and campaign_left["new"] <= 0):
                 messages_repo.defer_enrollment(conn, enrollment["id"], to_iso(windows.next_day_start(now, campaign_tz)))
                 continue
-            mailbox_id = _choose(enrollment, pool, room, rng)
+            mailbox_id = pool.choose(enrollment["mailbox_id"], rng)
             if mailbox_id is None:
                 # a full mailbox has room again tomorrow; a paused one may be back any time
-                sticky = pool.get(enrollment["mailbox_id"]) if enrollment["mailbox_id"] else None
+                sticky = pool.rows.get(enrollment["mailbox_id"]) if enrollment["mailbox_id"] else None
                 waiting_for_a_pause = sticky is not None and not _usable(sticky)
                 later = now + STICKY_RETRY if waiting_for_a_pause else windows.next_day_start(now, campaign_tz)
                 messages_repo.defer_enrollment(conn, enrollment["id"], to_iso(later))
                 continue
-            mailbox = pool[mailbox_id]
-            planned_at = _slot(now, mailbox, room[mailbox_id][1])
-            if messages_repo.plan(conn, enrollment=enrollment, mailbox_id=mailbox_id,
-                                  message_id=new_message_id(mailbox["email"].rpartition("@")[2]),
-                                  planned_at=to_iso(planned_at), now=to_iso(now)):
-                planned += 1
-                room[mailbox_id] = [room[mailbox_id][0] - 1, to_iso(planned_at)]
-                campaign_left["all"] -= 1
-                campaign_left["new"] -= first
-    return planned
+            planned_at = pool.slot(mailbox_id)
+            plans.append((enrollment, mailbox_id, new_message_id(pool.rows[mailbox_id]["email"].rpartition("@")[2]),
+                          to_iso(planned_at)))
+            pool.took(mailbox_id, planned_at)
+            campaign_left["all"] -= 1
+            campaign_left["new"] -= first
+        return messages_repo.plan_many(conn, plans, now_iso)
 
 
 def _campaign_room(conn, campaign, since: str) -> dict[str, float]:
@@ -100,24 +101,64 @@ def _campaign_room(conn, campaign, since: str) -> dict[str, float]:
     return room
 
 
-def _choose(enrollment, pool: dict, room: dict, rng: random.Random) -> int | None:
-    sticky = enrollment["mailbox_id"]
-    if sticky is not None:  # follow-ups stay with the first message's mailbox, or wait for it
-        mailbox = pool.get(sticky)
-        return sticky if mailbox is not None and _usable(mailbox) and room[sticky][0] > 0 else None
-    candidates = [(mid, room[mid][0]) for mid, m in pool.items() if _usable(m) and room[mid][0] > 0]
-    if not candidates:
+class Pool:
+    """A campaign's mailboxes during one tick: each one's room today (its cap minus what it sent,
+    is sending or has planned) and its queue, read once; the weighted choice among them."""
+
+    def __init__(self, conn, rows, now: datetime, today: datetime):
+        self.rows = {m["id"]: m for m in rows}
+        self.now = now
+        load = messages_repo.pool_load(conn, list(self.rows), to_iso(today)) if rows else {}
+        self.room: dict[int, int] = {}
+        self.last: dict[int, datetime | str | None] = {}  # parsed when first needed
+        for mid, mailbox in self.rows.items():
+            sent, queued, last = load.get(mid, (0, 0, None))
+            self.room[mid] = daily_cap(dict(mailbox), today.date()) - sent - queued
+            self.last[mid] = last
+        self._allowed: dict[int, datetime] = {}
+        self._table: tuple[list[int], list[int], list[int]] | None = None
+
+    def choose(self, sticky: int | None, rng: random.Random) -> int | None:
+        if sticky is not None:  # follow-ups stay with the first message's mailbox, or wait for it
+            mailbox = self.rows.get(sticky)
+            return sticky if mailbox is not None and _usable(mailbox) and self.room[sticky] > 0 else None
+        return self._weighted(rng)
+
+    def _weighted(self, rng: random.Random) -> int | None:
+        """A usable mailbox with room, at random with probability proportional to its room now.
+        Draws from a table of the rooms when it was built and accepts a draw with probability
+        room now / room then (exact, and O(log n) per pick instead of O(n)); the table is rebuilt
+        when draws keep failing because rooms have shrunk."""
+        for _ in range(2):
+            if self._table is None:
+                ids = [mid for mid, m in self.rows.items() if _usable(m) and self.room[mid] > 0]
+                if not ids:
+                    return None
+                weights = [self.room[mid] for mid in ids]
+                self._table = (ids, list(accumulate(weights)), weights)
+            ids, cumulative, weights = self._table
+            for _ in range(16):
+                i = bisect_right(cumulative, rng.random() * cumulative[-1])
+                if rng.random() * weights[i] < self.room[ids[i]]:
+                    return ids[i]
+            self._table = None
         return None
-    ids, weights = zip(*candidates)
-    return rng.choices(ids, weights=weights)[0]
 
+    def slot(self, mailbox_id: int) -> datetime:
+        """An estimate of when the next message can go: after the mailbox's gap and its queue."""
+        mailbox, slot = self.rows[mailbox_id], self.now
+        if mailbox["next_allowed_at"]:
+            if mailbox_id not in self._allowed:
+                self._allowed[mailbox_id] = from_iso(mailbox["next_allowed_at"])
+            slot = max(slot, self._allowed[mailbox_id])
+        last = self.last[mailbox_id]
+        if isinstance(last, str):
+            last = self.last[mailbox_id] = from_iso(last)
+        if last is not None:
+            average_gap = (mailbox["min_gap_seconds"] + mailbox["max_gap_seconds"]) / 2
+            slot = max(slot, last + timedelta(seconds=average_gap))
+        return slot
 
-def _slot(now: datetime, mailbox, last_planned: str | None) -> datetime:
-    """An estimate of when this message can go: after the mailbox's gap and its queue."""
-    slot = now
-    if mailbox["next_allowed_at"]:
-        slot = max(slot, from_iso(mailbox["next_allowed_at"]))
-    if last_planned:
-        average_gap = (mailbox["min_gap_seconds"] + mailbox["max_gap_seconds"]) / 2
-        slot = max(slot, from_iso(last_planned) + timedelta(seconds=average_gap))
-    return slot
+    def took(self, mailbox_id: int, planned_at: datetime) -> None:
+        self.room[mailbox_id] -= 1
+        self.last[mailbox_id] = planned_at

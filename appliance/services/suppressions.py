@@ -23,10 +23,10 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ..db import Database, suppressions_repo
+from ..db import Database, leads_repo, suppressions_repo
 from ..db.database import Connection
 from ..db.timefmt import utcnow_iso
-from . import audit
+from . import audit, webhooks
 from .audit import Actor
 from .authz import Principal
 from .errors import NotFound, ValidationError
@@ -183,6 +183,10 @@ def add(db: Database, principal: Principal, data: dict) -> tuple[dict, bool]:
     with db.transaction() as conn:
         entry, created = suppress(conn, principal.actor(), value, reason=reason, source=source,
                                   user_id=principal.user_id)
+        lead = leads_repo.by_email(conn, value) if created and reason == "unsubscribed" else None
+        if lead is not None:  # a person records that this lead asked to unsubscribe
+            webhooks.emit(conn, "lead.unsubscribed", {"lead": webhooks.lead_data(lead), "campaign": None,
+                                                      "via": "suppression_list", "by": principal.email})
     return dict(entry, created=created), created
 
 

@@ -15,6 +15,7 @@ from ..mail.tls import TransportError
 from . import audit, compose, links, mailboxes, sender_identity
 from .authz import Principal
 from .errors import NotFound, ServiceError, ValidationError
+from .ids import is_id
 from .users import email_problem, normalize_email
 
 
@@ -38,7 +39,7 @@ def send(db: Database, keys, principal: Principal, campaign_id: int, body: dict,
     if p := email_problem(to):
         problems["to"] = p
     mailbox_id, position = body.get("mailbox_id"), body.get("step", 0)
-    if not isinstance(mailbox_id, int) or isinstance(mailbox_id, bool):
+    if not is_id(mailbox_id):
         problems["mailbox_id"] = "Choose the mailbox to send through."
     if not isinstance(position, int) or isinstance(position, bool) or position < 0:
         problems["step"] = "Expected a step number (0 = the first email)."
@@ -55,7 +56,7 @@ def send(db: Database, keys, principal: Principal, campaign_id: int, body: dict,
     if body.get("variant") and variant is None:
         raise ValidationError({"variant": "No such variant in this step."})
     if body.get("lead_id") is not None:
-        found = campaigns_repo.leads_by_ids(conn, [body["lead_id"]]) if isinstance(body["lead_id"], int) else []
+        found = campaigns_repo.leads_by_ids(conn, [body["lead_id"]]) if is_id(body["lead_id"]) else []
         if not found:
             raise ValidationError({"lead_id": "No such lead."})
         lead = found[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..db import Database, campaigns_repo, messages_repo
 from ..db.timefmt import utcnow_iso
-from . import links, suppressions
+from . import links, suppressions, webhooks
 from .audit import Actor
 
 
@@ -43,4 +43,8 @@ def unsubscribe(db: Database, keys, token: str, *, via: str) -> dict | None:
             messages_repo.stop_lead_enrollments(conn, lead_id, "unsubscribed")
             messages_repo.add_event(conn, "unsubscribed", campaign_id=campaign_id, lead_id=lead_id, message_id=None,
                                     step=None, variant=None, data={"via": via}, now=now)
+            campaign = campaigns_repo.by_id(conn, campaign_id)
+            webhooks.emit(conn, "lead.unsubscribed", {
+                "lead": webhooks.lead_data(campaigns_repo.leads_by_ids(conn, [lead_id])[0]),
+                "campaign": webhooks.campaign_data(campaign) if campaign else None, "via": via})
     return {"email": lead["email"], "already": already}

@@ -10,6 +10,9 @@ from . import api_campaigns, ui_campaigns
 from . import api_jobs
 from . import api_messages, ui_sending
 from . import unsubscribe
+from . import api_webhooks, ui_webhooks
+from . import api_replies, ui_inbox
+from . import api_openapi
 
 BLUEPRINTS = [
     health.bp,
@@ -39,4 +42,9 @@ BLUEPRINTS = [
     ui_campaigns.bp,
     api_messages.bp,
     ui_sending.bp,
+    api_webhooks.bp,
+    ui_webhooks.bp,
+    api_replies.bp,
+    ui_inbox.bp,
+    api_openapi.bp,
 ]

@@ -1,4 +1,5 @@
-"""/api/v1/auth/* and /api/v1/me: sign-in, sign-out, password."""
+"""/api/v1/auth/* and /api/v1/me: sign-in, sign-out, password; /api/v1/invites and /api/v1/setup:
+accepting an invitation and the first-run owner account (public: the link's token is the authority)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ def start_session(user: dict):
                           max_hours=config.session_max_hours)
 
 
+def signed_in(user: dict, status: int = 200):
+    """The response of a sign-in: the session as a cookie and as a Bearer token, with the CSRF
+    token cookie calls need."""
+    token, claims = start_session(user)
+    g.session_replaced = True
+    response = jsonify({"token": token, "user": users.public(user), "csrf_token": generate_csrf(),
+                        "expires_at": claims["exp"]})
+    response.status_code = status
+    set_session_cookie(response, token, claims)
+    return response
+
+
 @bp.post("/auth/login")
 @csrf.exempt  # JSON only (json_body), so no cross-site form can send it; see webui/auth.py
 @auth_limits
@@ -29,12 +42,7 @@ def login():
     body = json_body()
     user = users.authenticate(appliance().db, text_field(body, "email"), text_field(body, "password"),
                               client_ip())
-    token, claims = start_session(user)
-    g.session_replaced = True
-    response = jsonify({"token": token, "user": users.public(user), "csrf_token": generate_csrf(),
-                        "expires_at": claims["exp"]})
-    set_session_cookie(response, token, claims)
-    return response
+    return signed_in(user)
 
 
 @bp.post("/auth/logout")
@@ -47,7 +55,7 @@ def logout():
 
 
 @bp.post("/auth/password")
-@require("viewer", scope="read")
+@require("viewer", scope="write")
 @auth_limits
 def change_password():
     body = json_body()
@@ -63,7 +71,7 @@ def change_password():
 
 
 @bp.post("/auth/sign-out-everywhere")
-@require("viewer", scope="read")
+@require("viewer", scope="write")
 def sign_out_everywhere():
     users.sign_out_everywhere(appliance().db, current())
     response = jsonify({"status": "signed_out_everywhere"})
@@ -78,3 +86,32 @@ def me():
     body = users.get(appliance().db, principal.user_id)
     body["auth"] = {"via": principal.via, "scopes": sorted(principal.scopes)}
     return jsonify(body)
+
+
+@bp.get("/invites/<token>")
+@auth_limits
+def invite_state(token: str):
+    """Who the invitation is for (404 unknown, 410 used or expired)."""
+    return jsonify(users.invite_state(appliance().db, token))
+
+
+@bp.post("/invites/<token>/accept")
+@auth_limits
+def accept_invite(token: str):
+    """The invitation page's form as JSON: set the password (and name) and sign in."""
+    body = json_body()
+    user = users.accept_invite(appliance().db, token, password=text_field(body, "password"),
+                               name=text_field(body, "name", required=False), ip=client_ip(),
+                               cost=appliance().config.bcrypt_cost)
+    return signed_in(users.user_row(appliance().db, user["id"]))
+
+
+@bp.post("/setup/<token>")
+@auth_limits
+def create_owner(token: str):
+    """The first-run setup link's form as JSON: create the owner and sign in."""
+    body = json_body()
+    user = users.create_owner_with_setup_token(
+        appliance().db, token, email=text_field(body, "email"), name=text_field(body, "name", required=False),
+        password=text_field(body, "password"), ip=client_ip(), cost=appliance().config.bcrypt_cost)
+    return signed_in(users.user_row(appliance().db, user["id"]), 201)

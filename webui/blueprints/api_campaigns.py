@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, request
 from appliance.services import campaigns, messages, test_send
 from appliance.services.errors import ValidationError
 
-from ..api_common import json_body, page, page_args
+from ..api_common import MAX_ID, json_body, page, page_args
 from ..auth import current, require
 from ..context import appliance, public_url
 
@@ -89,7 +89,7 @@ def resume(campaign_id: int):
 @require("viewer")
 def preview(campaign_id: int):
     lead_id = request.args.get("lead_id", type=int)
-    if lead_id is None:
+    if lead_id is None or not 1 <= lead_id <= MAX_ID:
         raise ValidationError({"lead_id": "Choose a lead to preview with (?lead_id=)."})
     steps = campaigns.preview(appliance().db, appliance().keys, campaign_id, lead_id, public_url())
     return jsonify({"lead_id": lead_id, "steps": steps})

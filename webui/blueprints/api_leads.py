@@ -57,12 +57,22 @@ def delete(lead_id: int):
 @require("member")
 def import_csv():
     """The CSV file as the body. `?mode=skip|merge` for addresses already known, `?tag=` added
-    to every imported lead, `?source=` for rows without their own."""
+    to every imported lead, `?source=` for rows without their own, `?columns=` the import page's
+    column mapping (where each column goes, in order; default: guessed from the header)."""
     if request.mimetype not in CSV_TYPES:
         raise UnsupportedMediaType("Send the CSV file as the body with Content-Type: text/csv.")
     result = lead_import.import_csv(appliance().db, current(), request.stream, mode=request.args.get("mode"),
-                                    tag=request.args.get("tag"), source=request.args.get("source"))
+                                    tag=request.args.get("tag"), source=request.args.get("source"),
+                                    mapping=column_mapping(request.args.get("columns")))
     return jsonify(result), 200
+
+
+def column_mapping(text: str | None) -> dict[int, str | None] | None:
+    """`email,first_name,,custom:region` -> {0: "email", 1: "first_name", 2: None, 3: "custom:region"}:
+    a blank skips that column, and so does leaving it off the end."""
+    if text is None:
+        return None
+    return {index: target.strip() or None for index, target in enumerate(text.split(","))}
 
 
 @bp.get("/leads/export")

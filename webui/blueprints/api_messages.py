@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 from appliance.services import messages
 from appliance.services.errors import ValidationError
 
-from ..api_common import DEFAULT_LIMIT, MAX_LIMIT, json_body, page, page_args
+from ..api_common import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, json_body, page, page_args
 from ..auth import current, require
 from ..context import appliance
 
@@ -19,8 +19,8 @@ def id_arg(name: str) -> int | None:
     value = request.args.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit():
-        raise ValidationError({name: "Expected a whole number."})
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_ID:
+        raise ValidationError({name: "Expected a whole number (an id)."})
     return int(value)
 
 

@@ -8,6 +8,7 @@ from flask import Blueprint, render_template, request
 
 from appliance.services import audit
 from appliance.services.errors import ValidationError
+from appliance.services.ids import id_from_text
 
 from ..auth import require
 from ..context import appliance
@@ -19,7 +20,7 @@ PAGE_SIZE = 50
 
 def cursor_arg() -> int | None:
     value = request.args.get("cursor", "")
-    return int(value) if value.isdigit() else None
+    return id_from_text(value)
 
 
 def display(entry: dict) -> dict:

@@ -18,6 +18,7 @@ from flask import Blueprint, abort, flash, get_flashed_messages, redirect, rende
 from appliance.services import campaigns, leads as leads_service, mailboxes, test_send
 from appliance.services.campaign_input import DAYS, DELAY_UNITS, MAX_STEPS, MAX_VARIANTS, SENDER_FIELDS
 from appliance.services.errors import Conflict, NotFound, ServiceError, ValidationError
+from appliance.services.ids import id_from_text
 
 from ..auth import current, require
 from ..context import appliance, public_url
@@ -117,7 +118,7 @@ def state_from_form() -> dict:
              "start": f.get("schedule-start", "").strip(), "end": f.get("schedule-end", "").strip(),
              "daily_limit": f.get("daily_limit", "").strip(), "daily_new_leads": f.get("daily_new_leads", "").strip(),
              "pool_mode": "tag" if f.get("pool_mode") == "tag" else "mailboxes",
-             "mailbox_ids": sorted({int(x) for x in f.getlist("mailbox_ids") if x.isdigit()}),
+             "mailbox_ids": sorted({i for x in f.getlist("mailbox_ids") if (i := id_from_text(x))}),
              "mailbox_tag": f.get("mailbox_tag", "").strip()}
     state.update({flag: flag in f for flag in FLAG_NAMES})
     step_ids = sorted({int(m.group(1)) for key in f if (m := _STEP_KEY.match(key))})
@@ -246,7 +247,7 @@ def mailbox_options(selected: list[int]) -> list[dict]:
 
 def selected_lead_id() -> int | None:
     value = request.args.get("lead_id") or request.form.get("preview_lead_id") or ""
-    return int(value) if value.isdigit() else None
+    return id_from_text(value)
 
 
 def editor_context(state: dict, errors: dict, campaign: dict | None) -> dict:

@@ -168,7 +168,7 @@ def upload():
 def _posted_mapping() -> dict[int, str | None]:
     mapping = {}
     for name, value in request.form.items():
-        if name.startswith("map_") and name[4:].isdigit():
+        if name.startswith("map_") and name[4:].isascii() and name[4:].isdigit():
             mapping[int(name[4:])] = value or None
     return mapping
 

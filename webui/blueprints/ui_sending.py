@@ -12,6 +12,7 @@ from flask import Blueprint, abort, flash, get_flashed_messages, redirect, rende
 
 from appliance.services import messages
 from appliance.services.errors import Conflict, NotFound, ValidationError
+from appliance.services.ids import id_from_text
 
 from ..auth import current, require
 from ..context import appliance
@@ -30,9 +31,10 @@ def id_arg(name: str) -> int | None:
     value = request.args.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit():
+    found = id_from_text(value)
+    if found is None:
         abort(400)
-    return int(value)
+    return found
 
 
 def page_of(rows: list[dict]) -> tuple[list[dict], int | None]:
@@ -99,7 +101,7 @@ def resolve(message_id: int):
     if choice not in ("yes", "no"):
         abort(400)
     campaign_id = request.form.get("campaign_id", "")
-    back = url_for("ui_sending.problems", campaign_id=campaign_id if campaign_id.isdigit() else None,
+    back = url_for("ui_sending.problems", campaign_id=id_from_text(campaign_id),
                    _anchor="uncertain")
     try:
         done = messages.resolve_uncertain(appliance().db, current(), message_id, choice == "yes")

@@ -7,6 +7,7 @@ from flask import Blueprint, flash, get_flashed_messages, redirect, render_templ
 
 from appliance.services import suppression_files, suppressions
 from appliance.services.errors import NotFound, ServiceError, ValidationError
+from appliance.services.ids import id_from_text
 from appliance.services.users import email_problem
 
 from ..auth import current, require
@@ -21,7 +22,7 @@ IMPORT_DEFAULTS = {"reason": "manual", "source": ""}
 
 def _cursor(name: str = "cursor") -> int | None:
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return id_from_text(value)
 
 
 def render(*, form=None, errors=None, import_form=None, import_errors=None, import_result=None,

@@ -1,0 +1,1 @@
+"""Outbound HTTP to addresses people configure (webhooks), behind an SSRF guard."""
