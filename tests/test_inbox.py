@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from appliance.services import api_keys, html_safety, inbox, suppressions
 
-from .support.access import add_user, login
+from .support.access import add_user, signed_in
 from .support.campaign_setup import admin_principal
 from .support.inbox_setup import (at, auto_reply_from, bounce_for, campaign_with_leads, offline_mailbox,
                                  record_sent_step, reply_from)
@@ -52,11 +52,6 @@ def story(appliance):
                                   text="Tuesday works.")
     return {"app": app, "mailboxes": {"sales": sales, "ops": ops}, "campaigns": {"spring": spring, "autumn": autumn},
             "leads": {"ann": ann, "bo": bo, "cy": cy, "di": di, "ed": ed}, "ids": ids, "steps": s}
-
-
-def signed_in(appliance, web, email: str, role: str):
-    add_user(appliance, email, role=role)
-    return login(web.test_client(), email)
 
 
 @pytest.fixture

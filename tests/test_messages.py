@@ -15,7 +15,7 @@ from appliance.db import messages_repo
 from appliance.db.timefmt import to_iso
 from appliance.services import campaigns, compose, mailboxes, planner, reconcile, sender
 
-from .support.access import add_user, login
+from .support.access import signed_in
 from .support.campaign_setup import ADMIN, add_leads, admin_principal, connect_mailbox, launched_campaign
 from .test_sending import POLICY, inbox, make_due, run_until_idle
 
@@ -25,14 +25,6 @@ ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@other.test"
 
 def rows(app, sql: str = "SELECT * FROM messages ORDER BY id", params=()):
     return [dict(r) for r in app.db.connection().execute(sql, params)]
-
-
-def signed_in(appliance, web, email: str, role: str):
-    if role != "admin" or email != ADMIN:
-        add_user(appliance, email, role=role)
-    else:
-        admin_principal(appliance)
-    return login(web.test_client(), email)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import requests
 
 from appliance.services import audit, webhook_signing
 
-from .support.access import PASSWORD, add_user, login
+from .support.access import PASSWORD, signed_in
 from .support.appliance import make_config
 from .support.live_server import LiveServer
 from .support.webhook_receiver import Receiver
@@ -38,30 +38,23 @@ def receiver():
     r.stop()
 
 
-def signed_in(web, appliance, email: str, role: str):
-    add_user(appliance, email, role=role)
-    client = web.test_client()
-    login(client, email)
-    return client
-
-
 def token(client, path: str = "/settings/webhooks") -> str:
     return CSRF_FIELD.search(client.get(path).get_data(as_text=True)).group(1)
 
 
 def test_only_admins_see_the_pages(appliance, web):
     assert web.test_client().get("/settings/webhooks").status_code == 302  # to the sign-in page
-    member = signed_in(web, appliance, "m@x.test", "member")
+    member = signed_in(appliance, web, "m@x.test", "member").client
     assert member.get("/settings/webhooks").status_code == 403
     assert "Webhooks" not in member.get("/").get_data(as_text=True)
-    admin = signed_in(web, appliance, "a@x.test", "admin")
+    admin = signed_in(appliance, web, "a@x.test", "admin").client
     page = admin.get("/settings/webhooks")
     assert page.status_code == 200 and 'href="/settings/webhooks"' in admin.get("/").get_data(as_text=True)
     assert "Allow private networks" in page.get_data(as_text=True)
 
 
 def test_create_shows_the_secret_once_then_manage_it(appliance, web, receiver):
-    client = signed_in(web, appliance, "a@x.test", "admin")
+    client = signed_in(appliance, web, "a@x.test", "admin").client
     csrf = token(client)
     form = {"csrf_token": csrf, "url": receiver.url(), "description": "CRM", "events": ["reply.received"]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from . import like
+from . import columns, like
 from .database import Connection, Row
 
 # Columns a caller may write (the names are fixed here, never user input).
@@ -26,14 +26,7 @@ def insert_many(conn: Connection, rows: list[tuple]) -> None:
 
 
 def update(conn: Connection, lead_id: int, fields: dict, now: str) -> None:
-    names = [n for n in WRITABLE if n in fields]
-    unknown = set(fields) - set(names)
-    if unknown:
-        raise ValueError(f"not writable: {sorted(unknown)}")
-    if names:
-        sets = ", ".join(f"{n} = ?" for n in names)
-        conn.execute(f"UPDATE leads SET {sets}, updated_at = ? WHERE id = ?",
-                     [fields[n] for n in names] + [now, lead_id])
+    columns.update(conn, "leads", WRITABLE, lead_id, fields, now)
 
 
 def update_many(conn: Connection, rows: list[tuple]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import like
+from . import columns, like
 from .database import Connection, Row
 
 # Columns a caller may write through insert/update (the names are fixed here, never user input).
@@ -24,14 +24,7 @@ def insert(conn: Connection, fields: dict, now: str) -> int:
 
 
 def update(conn: Connection, mailbox_id: int, fields: dict, now: str) -> None:
-    names = [n for n in (*WRITABLE, *HEALTH) if n in fields]
-    unknown = set(fields) - set(names)
-    if unknown:
-        raise ValueError(f"not writable: {sorted(unknown)}")
-    if names:
-        sets = ", ".join(f"{n} = ?" for n in names)
-        conn.execute(f"UPDATE mailboxes SET {sets}, updated_at = ? WHERE id = ?",
-                     [fields[n] for n in names] + [now, mailbox_id])
+    columns.update(conn, "mailboxes", (*WRITABLE, *HEALTH), mailbox_id, fields, now)
 
 
 def set_password(conn: Connection, mailbox_id: int, sealed: bytes) -> None:

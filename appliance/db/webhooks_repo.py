@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import columns
 from .database import Connection, Row
 
 # Columns a caller may write through update (the names are fixed here, never user input).
@@ -19,14 +20,7 @@ def insert(conn: Connection, *, url: str, description: str, created_by: int | No
 
 
 def update(conn: Connection, webhook_id: int, fields: dict, now: str) -> None:
-    names = [n for n in WRITABLE if n in fields]
-    unknown = set(fields) - set(names)
-    if unknown:
-        raise ValueError(f"not writable: {sorted(unknown)}")
-    if names:
-        sets = ", ".join(f"{n} = ?" for n in names)
-        conn.execute(f"UPDATE webhooks SET {sets}, updated_at = ? WHERE id = ?",
-                     [fields[n] for n in names] + [now, webhook_id])
+    columns.update(conn, "webhooks", WRITABLE, webhook_id, fields, now)
 
 
 def set_secrets(conn: Connection, webhook_id: int, secret_enc: bytes, previous_enc: bytes | None,

@@ -37,3 +37,10 @@ def login(client, email: str, password: str = PASSWORD) -> Session:
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
     return Session(client, body["token"], body["csrf_token"], body["user"])
+
+
+def signed_in(app, web, email: str, role: str = "member") -> Session:
+    """That user (created with the role unless they exist already), signed in on a fresh client."""
+    if users_repo.by_email(app.db.connection(), email) is None:
+        add_user(app, email, role=role)
+    return login(web.test_client(), email)
