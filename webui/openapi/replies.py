@@ -19,7 +19,7 @@ FILTERS = [
     query("lead_id", WHOLE, "Only from this lead."), query("lead_status", enum(LEAD_STATUSES), "The lead's status."),
     query("label", string(40), "The lead's label."), query("kind", enum(KINDS), "reply, bounce, auto_reply ..."),
     query("unread", enum(("true", "false")), "Only unread, or only read, mail."),
-    query("q", string(MAX_Q), "Words in the sender, subject or snippet."),
+    query("q", string(MAX_Q), "Text in the sender's address or name, or the subject (% and _ match literally)."),
 ]
 MESSAGE = {
     "id": ID, "direction": enum(("in", "out")), "kind": string(description=f"One of {', '.join(KINDS)}, or sent."),
