@@ -4,15 +4,13 @@ Folder names reach the server only after validate_folder_name(): a name with CR/
 otherwise smuggle a second IMAP command into the connection.
 
 What the mailbox sync needs is here too: STATUS and EXAMINE (read-only, so nothing is ever
-marked read or expunged), `UID SEARCH`, chunked `UID FETCH` with BODY.PEEK (never sets \\Seen),
-oversized messages cut to their header and the start of their first part, and IDLE in a form a
-single selector thread can watch for thousands of sessions.
+marked read or expunged), `UID SEARCH`, and IDLE in a form a single selector thread can watch
+for thousands of sessions. Reading the messages themselves (chunked `UID FETCH` with BODY.PEEK)
+is in imap_fetch.
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import functools
 import re
 import socket
@@ -20,7 +18,6 @@ import ssl
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterator
 
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError, ProtocolError
@@ -33,12 +30,6 @@ SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "[Gmail]/Sent 
 JUNK_NAMES = ("Spam", "Junk", "Junk Email", "Junk E-mail", "[Gmail]/Spam", "Bulk Mail", "INBOX.Spam",
               "INBOX.Junk", "INBOX/Spam", "Junk-E-Mail", "Courrier indésirable", "Correo no deseado")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-MAX_MESSAGE_BYTES = 1024 * 1024       # larger messages come as header + the start of the first part
-TRUNCATED_PART_BYTES = 64 * 1024
-CHUNK_MESSAGES = 50                   # one UID FETCH carries at most this many messages ...
-CHUNK_BYTES = 4 * 1024 * 1024         # ... or about this many bytes
-_SIZES_BATCH = 500
 
 
 def validate_folder_name(name: str) -> str:
@@ -59,20 +50,6 @@ class Folders:
 class FolderState:
     uidvalidity: int
     uidnext: int | None  # None when the server does not say (RFC 3501 allows it)
-
-
-@dataclass(frozen=True)
-class FetchedMessage:
-    uid: int
-    raw: bytes
-    size: int
-    truncated: bool
-
-
-@dataclass(frozen=True)
-class FetchedChunk:
-    through_uid: int  # every UID up to here that the search found is in `messages` or was expunged
-    messages: list[FetchedMessage]
 
 
 class ImapCommandError(Exception):
@@ -129,7 +106,7 @@ class ImapSession:
         return self
 
     def folders(self) -> Folders:
-        with self._talking("LIST"):
+        with self.talking("LIST"):
             listing = self.client.list_folders()
         names = tuple(name for _, _, name in listing)
         by_flag: dict[bytes, str] = {}
@@ -149,7 +126,7 @@ class ImapSession:
     # -- reading a folder without changing it ---------------------------------------------------
 
     @contextmanager
-    def _talking(self, what: str):
+    def talking(self, what: str):
         """A dropped or garbled connection becomes TransportError (reconnect); a NO or BAD
         answer to one command becomes ImapCommandError (the session goes on)."""
         if self.client is None:
@@ -164,13 +141,13 @@ class ImapSession:
             raise ImapCommandError(f"{what}: {str(exc)[:200]}") from None
 
     def capabilities(self) -> frozenset[bytes]:
-        with self._talking("CAPABILITY"):
+        with self.talking("CAPABILITY"):
             return frozenset(c.upper() for c in self.client.capabilities())
 
     def status(self, folder: str) -> FolderState:
         """STATUS (UIDNEXT UIDVALIDITY): one cheap round trip that tells whether anything is new."""
         folder = validate_folder_name(folder)
-        with self._talking("STATUS"):
+        with self.talking("STATUS"):
             got = self.client.folder_status(folder, [b"UIDNEXT", b"UIDVALIDITY"])
         return FolderState(int(got[b"UIDVALIDITY"]), int(got[b"UIDNEXT"]) if b"UIDNEXT" in got else None)
 
@@ -178,7 +155,7 @@ class ImapSession:
         """EXAMINE: select read-only, so no later command can set \\Seen or expunge."""
         folder = validate_folder_name(folder)
         self.selected = None
-        with self._talking("EXAMINE"):
+        with self.talking("EXAMINE"):
             got = self.client.select_folder(folder, readonly=True)
             self._imap().untagged_responses.clear()  # from here on, EXISTS means new mail
         self.selected = folder
@@ -197,62 +174,20 @@ class ImapSession:
         criteria = ["UID", f"{max(1, first_uid)}:*"]
         if since is not None:
             criteria += ["SINCE", since]
-        with self._talking("UID SEARCH"):
+        with self.talking("UID SEARCH"):
             found = self.client.search(criteria)
         return sorted(uid for uid in found if uid >= first_uid)
-
-    def fetch(self, uids: list[int], *, max_bytes: int = MAX_MESSAGE_BYTES, chunk_messages: int = CHUNK_MESSAGES,
-              chunk_bytes: int = CHUNK_BYTES) -> Iterator[FetchedChunk]:
-        """The messages, ascending by UID, in chunks (sizes are asked first, so a chunk stays
-        near chunk_bytes). BODY.PEEK never sets \\Seen. Messages over max_bytes come as their
-        header plus the first TRUNCATED_PART_BYTES of their first part (truncated=True)."""
-        uids = sorted(uids)
-        for start in range(0, len(uids), _SIZES_BATCH):
-            window = uids[start:start + _SIZES_BATCH]
-            with self._talking("UID FETCH RFC822.SIZE"):
-                found = self.client.fetch(window, ["RFC822.SIZE"])
-            sizes = {uid: int(data.get(b"RFC822.SIZE", 0)) for uid, data in found.items()}
-            chunk: list[int] = []
-            total = 0
-            for uid in window:
-                size = sizes.get(uid, 0)
-                size = size if size <= max_bytes else TRUNCATED_PART_BYTES  # what will really come
-                if chunk and (len(chunk) >= chunk_messages or total + size > chunk_bytes):
-                    yield self._fetch_chunk(chunk, sizes, max_bytes)
-                    chunk, total = [], 0
-                chunk.append(uid)
-                total += size
-            if chunk:
-                yield self._fetch_chunk(chunk, sizes, max_bytes)
-
-    def _fetch_chunk(self, uids: list[int], sizes: dict[int, int], max_bytes: int) -> FetchedChunk:
-        present = [uid for uid in uids if uid in sizes]  # the others were expunged meanwhile
-        whole = [uid for uid in present if sizes[uid] <= max_bytes]
-        cut = [uid for uid in present if sizes[uid] > max_bytes]
-        messages: list[FetchedMessage] = []
-        if whole:
-            with self._talking("UID FETCH BODY.PEEK[]"):
-                got = self.client.fetch(whole, ["BODY.PEEK[]"])
-            messages += [FetchedMessage(uid, got[uid][b"BODY[]"] or b"", sizes[uid], False)
-                         for uid in whole if uid in got and b"BODY[]" in got[uid]]
-        if cut:
-            parts = ["BODY.PEEK[HEADER]", "BODY.PEEK[1.MIME]", f"BODY.PEEK[1]<0.{TRUNCATED_PART_BYTES}>"]
-            with self._talking("UID FETCH BODY.PEEK[HEADER]"):
-                got = self.client.fetch(cut, parts)
-            messages += [FetchedMessage(uid, _shortened(got[uid]), sizes[uid], True) for uid in cut if uid in got]
-        messages.sort(key=lambda m: m.uid)
-        return FetchedChunk(uids[-1], messages)
 
     # -- IDLE (RFC 2177) ----------------------------------------------------------------------
 
     def idle_start(self) -> None:
-        with self._talking("IDLE"):
+        with self.talking("IDLE"):
             self.client.idle()
         self.idling = True
 
     def idle_done(self) -> bool:
         """End IDLE; returns whether new mail was announced meanwhile."""
-        with self._talking("DONE"):
+        with self.talking("DONE"):
             _, responses = self.client.idle_done()
         self.idling = False
         return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses) | self.new_mail_signalled()
@@ -289,7 +224,7 @@ class ImapSession:
         return self.client.socket().fileno()
 
     def noop(self) -> None:
-        with self._talking("NOOP"):
+        with self.talking("NOOP"):
             self.client.noop()
 
     def _imap(self):
@@ -327,23 +262,6 @@ class ImapSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-_HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-
-
-def _shortened(parts: dict) -> bytes:
-    """An oversized message rebuilt from its header and the start of its first part, as a
-    message a MIME parser reads (multipart: the first part inside its boundary, closed)."""
-    header = parts.get(b"BODY[HEADER]") or b"\r\n"
-    first = next((v for k, v in parts.items() if k.startswith(b"BODY[1]")), None) or b""
-    boundary = _HEADER_PARSER.parsebytes(header[:256 * 1024]).get_boundary() \
-        if b"multipart/" in header.lower() else None
-    if not boundary:
-        return header + first
-    mark = boundary.encode("ascii", "replace")
-    part_header = parts.get(b"BODY[1.MIME]") or b"\r\n"
-    return header + b"--" + mark + b"\r\n" + part_header + first + b"\r\n--" + mark + b"--\r\n"
 
 
 def check(endpoint: Endpoint, username: str, password: str) -> Folders:

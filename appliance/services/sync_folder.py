@@ -19,7 +19,8 @@ from typing import Callable, Protocol
 from ..db import Database, sync_repo
 from ..db.timefmt import utcnow_iso
 from ..logs import event
-from ..mail.imap import CHUNK_BYTES, CHUNK_MESSAGES, MAX_MESSAGE_BYTES, FolderState, ImapSession
+from ..mail.imap import FolderState, ImapSession
+from ..mail.imap_fetch import CHUNK_BYTES, CHUNK_MESSAGES, MAX_MESSAGE_BYTES, fetch_messages
 
 log = logging.getLogger("mailflow.sync")
 
@@ -103,8 +104,8 @@ def sync_folder(db: Database, session: ImapSession, mailbox_id: int, cursor: Fol
     # Read for the first time (or renumbered): mail that arrived since the window start only,
     # not years of history; afterwards, every UID above the cursor whatever its date.
     uids = session.search_from(cursor.last_uid + 1, since=since if cursor.last_uid == 0 else None)
-    for chunk in session.fetch(uids, max_bytes=limits.max_bytes, chunk_messages=limits.chunk_messages,
-                               chunk_bytes=limits.chunk_bytes):
+    for chunk in fetch_messages(session, uids, max_bytes=limits.max_bytes, chunk_messages=limits.chunk_messages,
+                                chunk_bytes=limits.chunk_bytes):
         for message in chunk.messages:
             result.fetched += 1
             try:
