@@ -12,6 +12,7 @@ from appliance.runtime import open_appliance
 
 from .support.appliance import make_config
 from .support.live_server import LiveServer
+from .support.webhook_receiver import Receiver
 
 pytest_plugins = ["tests.support.mail_fixtures", "tests.support.browser"]
 
@@ -68,3 +69,11 @@ def web(appliance):
 @pytest.fixture
 def client(web):
     return web.test_client()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP endpoint on 127.0.0.1 that records what webhooks deliver."""
+    r = Receiver()
+    yield r
+    r.stop()

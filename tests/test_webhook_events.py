@@ -15,19 +15,11 @@ from appliance.services.authz import Principal
 from .support.access import add_user, login
 from .support.appliance import make_config
 from .support.campaign_setup import add_leads, admin_principal, connect_mailbox, launched_campaign
-from .support.webhook_receiver import Receiver
 
 
 @pytest.fixture
 def config(root):
     return make_config(root, webhook_allow_loopback="true")
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from appliance.services import audit, webhook_signing
 from .support.access import PASSWORD, signed_in
 from .support.appliance import make_config
 from .support.live_server import LiveServer
-from .support.webhook_receiver import Receiver
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 SECRET = re.compile(r'id="new-secret">(whsec_[A-Za-z0-9_-]+)<')
@@ -29,13 +28,6 @@ SECRET = re.compile(r'id="new-secret">(whsec_[A-Za-z0-9_-]+)<')
 @pytest.fixture
 def config(root):
     return make_config(root, webhook_allow_loopback="true")
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
 
 
 def token(client, path: str = "/settings/webhooks") -> str:

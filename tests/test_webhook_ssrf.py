@@ -27,13 +27,6 @@ HEADERS = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def admin(appliance) -> Principal:
     return Principal(user_id=add_user(appliance, "admin@x.test", role="admin"), email="admin@x.test", role="admin",
                      via="session")

@@ -21,7 +21,6 @@ from appliance.services.authz import Principal
 
 from .support.access import add_user, login
 from .support.appliance import make_config
-from .support.webhook_receiver import Receiver
 
 
 @pytest.fixture
@@ -33,13 +32,6 @@ def config(root):
 def admin(appliance) -> Principal:
     return Principal(user_id=add_user(appliance, "admin@x.test", role="admin"), email="admin@x.test", role="admin",
                      via="session")
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
 
 
 @pytest.fixture(autouse=True)

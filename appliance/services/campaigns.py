@@ -16,7 +16,7 @@ from . import audit, compose, links, sender_identity, suppressions, webhooks
 from .audit import Actor
 from .authz import Principal
 from .campaign_input import LINK_FIELDS, SENDER_FIELDS, known_variables, parse_campaign
-from .errors import Conflict, NotFound, ServiceError, ValidationError
+from .errors import Conflict, NotFound, Unprocessable, ValidationError
 from .ids import is_id
 
 FLAGS = ("use_lead_timezone", "stop_on_reply", "stop_on_auto_reply", "stop_company_on_reply", "html",
@@ -26,8 +26,7 @@ SKIP_LEAD_STATUSES = {"unsubscribed": "unsubscribed", "bounced": "bounced"}
 NON_LEAD_VARIABLES = set(SENDER_FIELDS) | set(LINK_FIELDS)
 
 
-class LaunchRefused(ServiceError):
-    status = 422
+class LaunchRefused(Unprocessable):
     code = "launch_checks_failed"
 
 

@@ -46,6 +46,12 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class Unprocessable(ServiceError):
+    """Well-formed, but not something that can be done (an empty reply, a failed launch check)."""
+    status = 422
+    code = "unprocessable"
+
+
 class Gone(ServiceError):
     status = 410
     code = "gone"

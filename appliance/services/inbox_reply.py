@@ -31,7 +31,7 @@ from ..mail.smtp import SmtpAmbiguous, SmtpRejected, SmtpSession
 from ..mail.tls import TransportError
 from . import audit, inbox, mailboxes
 from .authz import Principal
-from .errors import Conflict, NotFound, ServiceError, ValidationError
+from .errors import Conflict, NotFound, ServiceError, Unprocessable, ValidationError
 from .suppressions import suppression_for
 from .users import email_problem
 
@@ -43,11 +43,6 @@ MAX_REFERENCES = 20
 ANSWERABLE = ("reply", "auto_reply", "unsubscribe", "other")
 _RE_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|vs|antw|odp|res|r)\s*(?:\[\d{1,3}\])?\s*:\s*)+", re.I)
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
-
-
-class Unprocessable(ServiceError):
-    status = 422
-    code = "unprocessable"
 
 
 class SendFailed(ServiceError):
