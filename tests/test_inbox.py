@@ -498,3 +498,21 @@ _PIECES = st.sampled_from([
 def test_nothing_active_survives_any_markup(markup):
     assert active_parts(html_safety.sanitize_html(markup).html) == []
     assert active_parts(html_safety.sanitize_html(markup, images=True).html, images=True) == []
+
+
+def test_a_leads_page_leads_to_its_conversation(story, member):
+    ann, client = story["leads"]["ann"], member.client
+    lead_page = client.get(f"/leads/{ann}").get_data(as_text=True)
+    link = re.search(r'id="lead-conversation" href="([^"]+)"', lead_page).group(1).replace("&amp;", "&")
+    assert text_of(lead_page, "lead-label") == "none"
+    only_ann = client.get(link).get_data(as_text=True)
+    shown = set(re.findall(r'data-inbox-id="(\d+)"', only_ann))
+    assert shown == {str(story["ids"]["ann"]), str(story["ids"]["ann_again"])}
+    assert 'name="lead_id" value="%d"' % ann in only_ann  # the filter form keeps the lead
+    assert client.get("/inbox?lead_id=%C2%B2").status_code == 400
+    token = re.search(r'name="csrf_token" value="([^"]+)"', only_ann).group(1)
+    client.post(f"/inbox/{story['ids']['ann']}/label", data={"csrf_token": token, "lead_id": ann,
+                                                             "label": "meeting_booked"})
+    assert text_of(client.get(f"/leads/{ann}").get_data(as_text=True), "lead-label") == "meeting booked"
+    api = client.get(f"/api/v1/leads/{ann}", headers=member.headers()).get_json()
+    assert (api["label"], api["status"], api["soft_bounces"]) == ("meeting_booked", "meeting_booked", 0)

@@ -24,6 +24,9 @@ DEFAULTS = {"first_name": "", "last_name": "", "company": "", "title": "", "phon
             "timezone": "", "status": "new", "consent": "unknown", "source": ""}
 REQUIRED_CHOICES = {"status": STATUSES, "consent": CONSENTS}
 READ_ONLY = frozenset({"id", "created_at", "updated_at"})
+# Shown on a lead but changed elsewhere (the inbox sets the label, bounces count themselves):
+# accepted and ignored in an update, so a lead fetched, edited and sent back just works.
+SET_ELSEWHERE = frozenset({"label", "soft_bounces"})
 # Names a custom field may not take: the lead's own fields and the columns of an export.
 RESERVED = frozenset(FIELDS) | READ_ONLY | {"tags", "email_domain"}
 MAX_TAGS = 20
@@ -229,7 +232,7 @@ def clean(data: dict, *, existing: dict | None = None) -> tuple[dict, dict[str, 
             elif name == "custom":
                 fields["custom"] = parse_custom({} if raw is None else raw,
                                                 existing=(existing or {}).get("custom"))
-            elif name not in READ_ONLY:
+            elif name not in READ_ONLY | SET_ELSEWHERE:
                 problems[name] = "Unknown field; put your own fields in `custom`."
         except ValueError as exc:
             problems[name] = str(exc)

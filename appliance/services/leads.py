@@ -24,7 +24,7 @@ from .errors import Conflict, NotFound, ValidationError
 from .lead_input import DEFAULTS, STATUSES, parse_lead, parse_tags
 
 PUBLIC_FIELDS = ("id", "email", "first_name", "last_name", "company", "title", "phone", "website", "timezone",
-                 "status", "consent", "source", "created_at", "updated_at")
+                 "status", "consent", "source", "label", "soft_bounces", "created_at", "updated_at")
 EXPORT_COLUMNS = ("id", "email", "first_name", "last_name", "company", "title", "phone", "website", "timezone",
                   "status", "consent", "source", "tags", "created_at", "updated_at")
 EXPORT_BATCH = 1000

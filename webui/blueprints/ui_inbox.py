@@ -20,7 +20,7 @@ from ..context import appliance
 
 bp = Blueprint("ui_inbox", __name__, url_prefix="/inbox")
 PAGE = 50
-FILTERS = ("campaign_id", "mailbox_id", "lead_status", "label", "kind", "unread", "q")
+FILTERS = ("campaign_id", "mailbox_id", "lead_id", "lead_status", "label", "kind", "unread", "q")
 # The framed message with its images: its own policy instead of the app's (see the docstring).
 FRAME_POLICY = {
     "default-src": "'none'",

@@ -34,8 +34,10 @@ COLUMNS = query("columns", string(4000, pattern=r"^[a-z0-9_:,]*$"), (
     "`custom:<name>`, or nothing to skip the column. Default: guessed from the header names."))
 
 SCHEMAS = {
-    "Lead": obj({"id": ID, **SHOWN, "created_at": TIME, "updated_at": TIME},
-                ["id", *SHOWN, "created_at", "updated_at"]),
+    "Lead": obj({"id": ID, **SHOWN, "created_at": TIME, "updated_at": TIME,
+                 "label": nullable(string(description="Set from the inbox (interested, meeting_booked ... or custom).")),
+                 "soft_bounces": integer(0, description="Temporary bounces so far; the third suppresses the address.")},
+                ["id", *SHOWN, "label", "soft_bounces", "created_at", "updated_at"]),
     "LeadCreate": obj(INPUT, ["email"], closed=True),
     "LeadUpdate": obj(INPUT, closed=True, description="Fields given are set (blank clears), `tags` replaces the "
                                                       "list, `custom` is merged."),
