@@ -52,7 +52,9 @@ def run_sink(tls_dir: str, latency: float) -> None:
 
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-    from tests.support.mailstack import HOST, SMTP_HOSTNAME, LoopThread, server_context
+    from tests.support.certs import server_context
+    from tests.support.loopback import HOST
+    from tests.support.smtp_server import SMTP_HOSTNAME, LoopThread
 
     received = [0]
 

@@ -8,7 +8,9 @@ import ssl
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
-from .mailstack import HOST, SMTP_HOSTNAME, LoopThread, make_certs, new_root
+from .certs import make_certs
+from .loopback import HOST, new_root
+from .smtp_server import SMTP_HOSTNAME, LoopThread
 
 
 class _Defer:

@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from .mailstack import DOVECOT, MailStack
+from .dovecot import DOVECOT
+from .mailstack import MailStack
 from .negative import LegacyTlsDovecot, NegativeSmtp
 
 USERS = {

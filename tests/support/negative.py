@@ -19,8 +19,10 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
-from .mailstack import (NEGATIVE_HOST, SMTP_HOSTNAME, Dovecot, LoopThread, dovecot_conf,
-                        free_ports, make_certs, new_root, write_passwd)
+from .certs import make_certs
+from .dovecot import Dovecot, dovecot_conf, write_passwd
+from .loopback import NEGATIVE_HOST, free_ports, new_root
+from .smtp_server import SMTP_HOSTNAME, LoopThread
 
 LEGACY_CIPHERS = "DEFAULT:@SECLEVEL=0"
 
