@@ -92,8 +92,7 @@ def launch(app, principal, campaign_id: int) -> None:
 
 class Timers:
     """Wall and CPU seconds per label, by wrapping functions (a few µs of overhead per call).
-    CPU is the calling thread's own (time.thread_time), so stages running on the engine's
-    helper thread and on its SMTP thread are not charged for each other."""
+    CPU is the calling thread's own (time.thread_time): other threads' work is not charged."""
 
     def __init__(self):
         self.wall: dict[str, float] = {}

@@ -399,18 +399,29 @@ def test_a_mailbox_with_a_gap_claims_one_message_at_a_time(appliance, mailstack)
     assert len(sender.claim_batch(appliance.db, box["id"], POLICY, 10)) == 1
 
 
-def use_helper(monkeypatch, helper: bool) -> list:
-    """Make bursts use the helper thread (whatever the local server's speed), or never; the
-    returned list gets an entry each time a helper thread starts."""
-    monkeypatch.setattr(send_feed, "FAST_SEND", 60.0 if helper else 0.0)
-    started, run = [], send_feed.Feed._run
-    monkeypatch.setattr(send_feed.Feed, "_run", lambda feed: (started.append(feed.mailbox_id), run(feed)))
-    return started
+def composed_while_waiting(monkeypatch) -> list[bool]:
+    """Each compose in order: True when it ran while a message was on its way to the server."""
+    sending, seen = [False], []
+    real_send, real_compose = SmtpSession.send, sender.compose_or_fail
+
+    def send(session, *args, **kwargs):
+        sending[0] = True
+        try:
+            return real_send(session, *args, **kwargs)
+        finally:
+            sending[0] = False
+
+    def compose(*args, **kwargs):
+        seen.append(sending[0])
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(SmtpSession, "send", send)
+    monkeypatch.setattr(sender, "compose_or_fail", compose)
+    return seen
 
 
-@pytest.mark.parametrize("helper", [False, True], ids=["inline", "helper-thread"])
-def test_the_engine_sends_a_batch_exactly_once_and_records_each(appliance, mailstack, monkeypatch, helper):
-    started = use_helper(monkeypatch, helper)
+def test_the_engine_sends_a_batch_exactly_once_and_records_each(appliance, mailstack, monkeypatch):
+    composes = composed_while_waiting(monkeypatch)
     box = connect_mailbox(appliance, mailstack, ALICE)
     tag = f"b{time.monotonic_ns()}"
     leads = add_leads(appliance, [f"bob+{tag}.{i}@example.test" for i in range(40)])
@@ -428,12 +439,12 @@ def test_the_engine_sends_a_batch_exactly_once_and_records_each(appliance, mails
         time.sleep(0.2)
         got = inbox(mailstack, BOB, ["TO", tag])
     assert sorted(g["Message-ID"] for g in got) == sorted(m["message_id"] for m in sent)
-    assert started == ([box["id"]] if helper else [])
+    # every message after the first was composed while the one before it waited for the server
+    assert len(composes) == 40 and composes[0] is False and all(composes[1:])
 
 
-@pytest.mark.parametrize("helper", [False, True], ids=["inline", "helper-thread"])
-def test_stopping_puts_claimed_but_unsent_messages_back(appliance, mailstack, monkeypatch, helper):
-    use_helper(monkeypatch, helper)
+def test_stopping_puts_claimed_but_unsent_messages_back(appliance, mailstack, monkeypatch):
+    monkeypatch.setattr(send_feed, "FIRST_CLAIM", 20)  # claimed well ahead of the stop
     box = connect_mailbox(appliance, mailstack, ALICE)
     leads = add_leads(appliance, [f"bob+stop{i}@example.test" for i in range(12)])
     launched_campaign(appliance, [box["id"]], leads)
@@ -441,11 +452,11 @@ def test_stopping_puts_claimed_but_unsent_messages_back(appliance, mailstack, mo
     engine = SendingEngine(appliance, threads=1, policy=POLICY)
     real, sent = sender.transmit, []
 
-    def transmit_then_stop(*args):  # SIGTERM arrives while the sixth message is on the wire
+    def transmit_then_stop(*args, **kwargs):  # SIGTERM arrives while the sixth message is on the wire
         sent.append(1)
         if len(sent) == 6:
             engine._stopping.set()
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(sender, "transmit", transmit_then_stop)
     engine._work(box["id"])
@@ -456,6 +467,59 @@ def test_stopping_puts_claimed_but_unsent_messages_back(appliance, mailstack, mo
     SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
     assert [m["status"] for m in messages(appliance)] == ["sent"] * 12
     assert all(m["attempts"] == 1 for m in messages(appliance))
+
+
+def test_a_message_that_cannot_be_composed_fails_alone(appliance, mailstack):
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    tag = f"c{time.monotonic_ns()}"
+    leads = add_leads(appliance, [f"bob+{tag}.{i}@example.test" for i in range(6)])
+    launched_campaign(appliance, [box["id"]], leads)
+    planner.plan_due(appliance.db)
+    with appliance.db.transaction() as conn:  # edited after the launch check: no name, no fallback
+        conn.execute("UPDATE leads SET first_name = '' WHERE id IN (?, ?)", (leads[0], leads[3]))
+    SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
+    by_lead = {m["lead_id"]: m for m in messages(appliance)}
+    assert [by_lead[lead]["status"] for lead in leads] == ["failed", "sent", "sent", "failed", "sent", "sent"]
+    assert "no first_name" in by_lead[leads[3]]["last_error"]
+    assert len(inbox(mailstack, BOB, ["TO", tag])) >= 1
+    assert not [m for m in messages(appliance) if m["status"] in ("sending", "planned")]
+
+
+def test_a_database_error_while_waiting_stops_the_worker_and_loses_nothing(appliance, mailstack, monkeypatch):
+    monkeypatch.setattr(send_feed, "FIRST_CLAIM", 3)
+    monkeypatch.setattr(send_feed, "MOST_AHEAD", 3)
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    tag = f"d{time.monotonic_ns()}"
+    leads = add_leads(appliance, [f"bob+{tag}.{i}@example.test" for i in range(10)])
+    launched_campaign(appliance, [box["id"]], leads)
+    planner.plan_due(appliance.db)
+    real, rounds = sender.record_and_claim, []
+
+    def second_round_fails(*args, **kwargs):  # the round run while the third message waits
+        rounds.append(1)
+        if len(rounds) == 2:
+            raise sqlite_error("database is locked")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sender, "record_and_claim", second_round_fails)
+    SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
+    statuses = [m["status"] for m in messages(appliance)]
+    assert statuses.count("sent") == 3 and statuses.count("planned") == 7  # the third went; it is recorded
+    monkeypatch.setattr(sender, "record_and_claim", real)
+    SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
+    sent = messages(appliance)
+    assert [m["status"] for m in sent] == ["sent"] * 10 and all(m["attempts"] == 1 for m in sent)
+    got = inbox(mailstack, BOB, ["TO", tag])
+    deadline = time.monotonic() + 5
+    while len(got) < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = inbox(mailstack, BOB, ["TO", tag])
+    assert sorted(g["Message-ID"] for g in got) == sorted(m["message_id"] for m in sent)  # once each
+
+
+def sqlite_error(text: str) -> Exception:
+    import sqlcipher3
+    return sqlcipher3.dbapi2.OperationalError(text)
 
 
 def test_an_edited_template_is_used_from_the_next_claim(appliance, mailstack):

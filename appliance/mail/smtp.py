@@ -8,6 +8,7 @@ STARTTLS; here that is refused before any credential is sent.
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .tls import TlsPolicy, TransportError, classify
@@ -88,16 +89,25 @@ class SmtpSession:
             raise classify(exc, ep.host, ep.port) from None
         return self
 
-    def send(self, mail_from: str, rcpt_to: list[str], message: bytes) -> None:
+    def send(self, mail_from: str, rcpt_to: list[str], message: bytes,
+             while_waiting: Callable[[], None] | None = None) -> None:
         """Send one message. A failure before DATA is safe to retry (SmtpRejected or
         TransportError); a failure after the message body went out raises SmtpAmbiguous, because
-        the server may have accepted it: such a message must be checked, never resent blindly."""
+        the server may have accepted it: such a message must be checked, never resent blindly.
+
+        `while_waiting` runs once, after MAIL FROM is on its way and before its reply is read:
+        a moment the caller would otherwise spend blocked on the server (it must not raise)."""
         if self._smtp is None:
             raise RuntimeError("open() first")
         smtp_ = self._smtp
         ep = self.endpoint
         try:
-            code, text = smtp_.mail(mail_from)
+            if while_waiting is None:
+                code, text = smtp_.mail(mail_from)
+            else:  # smtplib's mail() without options, split around the wait
+                smtp_.putcmd("mail", f"FROM:{smtplib.quoteaddr(mail_from)}")
+                while_waiting()
+                code, text = smtp_.getreply()
             if code != 250:
                 smtp_.rset()
                 raise SmtpRejected(code, text.decode(errors="replace"))

@@ -70,7 +70,8 @@ class SendingEngine:
                         break
                 started = time.monotonic()
                 try:
-                    accepted = sender.transmit(db, claimed, session, item.raw, datetime.now(timezone.utc))
+                    accepted = sender.transmit(db, claimed, session, item.raw, datetime.now(timezone.utc),
+                                               while_waiting=feed.while_waiting)
                 except SmtpAmbiguous as exc:
                     feed.settled()
                     self._settle_ambiguous(claimed, exc.message)

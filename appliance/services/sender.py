@@ -181,12 +181,14 @@ def compose_or_fail(db: Database, keys, claimed: Claimed, policy: Policy,
     return None
 
 
-def transmit(db: Database, claimed: Claimed, session: SmtpSession, raw: bytes, now: datetime) -> bool:
+def transmit(db: Database, claimed: Claimed, session: SmtpSession, raw: bytes, now: datetime,
+             while_waiting=None) -> bool:
     """The SMTP conversation for one message. True: accepted (record it as sent). False: refused
     for good, recorded as failed. Temporary trouble is recorded for a retry, then re-raised so the
-    caller drops the connection; SmtpAmbiguous propagates untouched (the caller settles it)."""
+    caller drops the connection; SmtpAmbiguous propagates untouched (the caller settles it).
+    `while_waiting`: see SmtpSession.send."""
     try:
-        session.send(claimed.mailbox["email"], [claimed.message["to_email"]], raw)
+        session.send(claimed.mailbox["email"], [claimed.message["to_email"]], raw, while_waiting)
     except SmtpRejected as exc:
         if exc.permanent:
             record_failed(db, claimed, exc.message, exc.code, "rejected")
