@@ -4,12 +4,17 @@ required, never a password in clear; and each failure named clearly."""
 from __future__ import annotations
 
 import hashlib
+import select
 import socket
 import ssl
 import time
 from email.message import EmailMessage
 
+import smtplib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.mail import imap, smtp
 from appliance.mail.tls import TlsPolicy, TransportError, normalize_fingerprint
@@ -61,6 +66,40 @@ def test_smtp_sends_over_tls_with_a_private_ca(mailstack, security):
     with smtp.SmtpSession(endpoint, ALICE, mailstack.users[ALICE], "example.test") as session:
         session.send(ALICE, [BOB], message(subject))
     assert wait_for_subject(mailstack, BOB, subject)
+
+
+def test_smtp_gives_the_wait_for_each_mail_from_reply_to_the_caller(mailstack):
+    """while_waiting runs once per message, after MAIL FROM went out and before its reply is
+    read: inside it, the server's reply arrives on a socket nobody has read yet."""
+    endpoint = smtp.Endpoint(mailstack.host, mailstack.submission_port, "starttls", ca_policy(mailstack))
+    subjects = [f"wait-{i}-{time.monotonic_ns()}" for i in range(3)]
+    replies_waiting = []
+    with smtp.SmtpSession(endpoint, ALICE, mailstack.users[ALICE], "example.test") as session:
+        sock = session._smtp.sock
+
+        def wait() -> None:
+            readable = sock.pending() or select.select([sock], [], [], 5)[0]
+            replies_waiting.append(bool(readable))
+
+        for subject in subjects:
+            session.send(ALICE, [BOB], message(subject), while_waiting=wait)
+    assert replies_waiting == [True, True, True]
+    assert all(wait_for_subject(mailstack, BOB, subject) for subject in subjects)
+
+
+ATOM = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=8)
+ADDRESSES = st.one_of(
+    st.builds(lambda local, domain: f"{'.'.join(local)}@{'.'.join(domain)}",
+              st.lists(ATOM, min_size=1, max_size=3),
+              st.lists(st.text(alphabet="abz09-", min_size=1, max_size=8), min_size=1, max_size=3)),
+    st.text(max_size=40),  # anything at all: the slow path must still match smtplib
+    st.sampled_from(["Bob <bob@x.test>", "<a@b.test>", '"odd name"@x.test', "a..b@x.test", "a@b", "", "@"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(ADDRESSES)
+def test_smtp_paths_are_written_as_smtplib_writes_them(address):
+    assert smtp.smtp_path(address) == smtplib.quoteaddr(address)
 
 
 def test_smtp_with_a_pinned_certificate(mailstack):
