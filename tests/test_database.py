@@ -119,6 +119,33 @@ def test_transaction_rolls_back_on_error_and_nested_calls_join(appliance):
     assert settings_repo.get(db.connection(), "b") is None
 
 
+def sync_level(db) -> int:
+    """SQLite's synchronous setting on this thread's connection: 1 NORMAL, 2 FULL."""
+    return db.connection().execute("PRAGMA synchronous").fetchone()[0]
+
+
+def test_a_durable_commit_waits_for_the_disk_and_ordinary_ones_do_not(appliance):
+    db = appliance.db
+    assert sync_level(db) == 1  # NORMAL: a commit survives the process being killed
+    with db.transaction(durable=True) as conn:
+        assert sync_level(db) == 2  # FULL: this commit also syncs the WAL (a power cut)
+        settings_repo.put(conn, "durable", "1")
+        with db.transaction(durable=True) as inner:  # a durable call joins a durable transaction
+            assert inner is conn
+    assert sync_level(db) == 1 and settings_repo.get(db.connection(), "durable") == "1"
+    with pytest.raises(KeyError):
+        with db.transaction(durable=True) as conn:
+            settings_repo.put(conn, "rolled-back", "1")
+            raise KeyError("boom")
+    assert sync_level(db) == 1 and settings_repo.get(db.connection(), "rolled-back") is None
+    with db.transaction() as conn:  # a durable step inside a lighter transaction is a mistake
+        with pytest.raises(RuntimeError, match="durable"):
+            with db.transaction(durable=True):
+                pass
+        settings_repo.put(conn, "still-fine", "1")
+    assert settings_repo.get(db.connection(), "still-fine") == "1"
+
+
 def test_concurrent_writers_queue_instead_of_failing(appliance):
     """BEGIN IMMEDIATE + busy_timeout: eight threads writing at once all succeed."""
     errors = []

@@ -267,6 +267,40 @@ def test_one_click_unsubscribe_stops_everything_at_once(appliance, web, mailstac
     assert c.post(f"/u/{forged}").status_code == 404 and c.get(f"/u/{forged}").status_code == 404
 
 
+def test_claims_and_unsubscribes_are_committed_to_survive_a_power_cut(appliance, web, mailstack, monkeypatch):
+    """A lost claim would let the message go twice; a lost unsubscribe would mail someone who
+    was told it is done. Both commit with synchronous=FULL (the WAL synced before COMMIT returns);
+    the record of a send may be lost (the message is then `sending`, and reconcile settles it)."""
+    from appliance.services import claiming, links
+    levels: dict[str, list[int]] = {"claim": [], "unsubscribe": [], "record": []}
+
+    def watch(owner, name: str, label: str) -> None:
+        real = getattr(owner, name)
+
+        def watched(*args, **kwargs):
+            levels[label].append(appliance.db.connection().execute("PRAGMA synchronous").fetchone()[0])
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, name, watched)
+
+    watch(claiming.ClaimRun, "take", "claim")
+    watch(suppressions, "suppress", "unsubscribe")
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    leads = add_leads(appliance, ["bob+durable1@example.test", "bob+durable2@example.test"])
+    campaign = launched_campaign(appliance, [box["id"]], leads)
+    planner.plan_due(appliance.db)
+    claimed = sender.claim(appliance.db, box["id"], POLICY)
+    watch(sender, "record_sent_many", "record")
+    sender.record_sent(appliance.db, claimed, subject="s", variant="A", now=datetime.now(timezone.utc),
+                       rng=random.Random(1))
+    SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])  # its rounds: record + claim
+    token = links.unsubscribe_token(appliance.keys.tokens, leads[0], campaign["id"])
+    assert web.test_client().post(f"/u/{token}").status_code == 200
+    assert levels["claim"] and set(levels["claim"]) == {2}
+    assert levels["unsubscribe"] == [2]
+    assert levels["record"][0] == 1  # a record alone: the lighter commit
+    assert appliance.db.connection().execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
 def test_a_temporary_refusal_plans_the_message_again_with_backoff(appliance, mailstack):
     from appliance.mail.smtp import SmtpRejected
     from .support.deferring_smtp import DeferringSmtp

@@ -84,27 +84,43 @@ class Database:
             ) from None
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: durable at checkpoints
+        conn.execute("PRAGMA synchronous = NORMAL")  # see transaction(durable=...)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA temp_store = MEMORY")  # temp tables never reach disk unencrypted
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool = False) -> Iterator[Connection]:
         """A short write transaction (BEGIN IMMEDIATE: take the write lock up front, so two
         writers queue on busy_timeout instead of failing on lock upgrade). Nested calls join
-        the outer transaction, so a service can record its audit row in the same commit."""
+        the outer transaction, so a service can record its audit row in the same commit.
+
+        Every commit survives the process being killed (WAL, synchronous=NORMAL). `durable`
+        also makes it survive a power cut or a host crash: the commit waits for the WAL to
+        reach the disk (synchronous=FULL). For commits that the outside world acts on before
+        the next sync: a claim (SMTP follows; losing it would send twice) and an unsubscribe
+        (the person is told it is done)."""
         conn = self.connection()
         if conn.in_transaction:
+            if durable and not getattr(self._local, "durable", False):
+                raise RuntimeError("a durable transaction cannot join one that is not")
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
+        if durable:  # SQLite takes the safety level only outside a transaction
+            conn.execute("PRAGMA synchronous = FULL")
+            self._local.durable = True
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if durable:
+                self._local.durable = False
+                conn.execute("PRAGMA synchronous = NORMAL")
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlcipher3.Cursor:
         return self.connection().execute(sql, params)

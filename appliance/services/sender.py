@@ -63,7 +63,7 @@ def claim_batch(db: Database, mailbox_id: int, policy: Policy, limit: int,
     """Up to `limit` of the mailbox's due messages moved to `sending` in one transaction, each
     checked as `claim` checks a lone one. A mailbox with a gap between sends gets one at most:
     its next message may only be claimed once this one's send is recorded."""
-    with db.transaction() as conn:
+    with db.transaction(durable=True) as conn:  # SMTP follows: a claim must outlive a power cut
         return ClaimRun(db, conn, mailbox_id, policy, now or _now()).take(limit)
 
 
@@ -71,7 +71,7 @@ def record_and_claim(db: Database, accepted: list[Sent], mailbox_id: int, policy
                      rng: random.Random, now: datetime | None = None) -> list[Claimed]:
     """The worker's database round in one commit: record what the server accepted, then claim
     up to `limit` more (the claim sees those just recorded as sent)."""
-    with db.transaction():
+    with db.transaction(durable=bool(limit)):
         record_sent_many(db, accepted, rng)
         return claim_batch(db, mailbox_id, policy, limit, now=now) if limit else []
 

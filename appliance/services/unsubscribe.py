@@ -30,7 +30,7 @@ def unsubscribe(db: Database, keys, token: str, *, via: str) -> dict | None:
         return None
     lead_id, campaign_id = ids
     now = utcnow_iso()
-    with db.transaction() as conn:
+    with db.transaction(durable=True) as conn:  # the person is told it is done
         found = campaigns_repo.leads_by_ids(conn, [lead_id])
         if not found:
             return None
