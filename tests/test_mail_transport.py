@@ -87,6 +87,25 @@ def test_smtp_gives_the_wait_for_each_mail_from_reply_to_the_caller(mailstack):
     assert all(wait_for_subject(mailstack, BOB, subject) for subject in subjects)
 
 
+@pytest.mark.parametrize("where", ["from", "to"])
+def test_a_line_break_in_an_address_never_becomes_an_smtp_command(mailstack, where):
+    endpoint = smtp.Endpoint(mailstack.host, mailstack.submission_port, "starttls", ca_policy(mailstack))
+    subject = f"smuggle-{where}-{time.monotonic_ns()}"
+    hostile = "alice@example.test>\r\nRCPT TO:<bob@example.test"
+    with smtp.SmtpSession(endpoint, ALICE, mailstack.users[ALICE], "example.test") as session:
+        with pytest.raises(smtp.SmtpRejected, match="line break") as refused:
+            if where == "from":
+                session.send(hostile, [ALICE], message(subject))
+            else:
+                session.send(ALICE, [hostile], message(subject))
+        assert refused.value.permanent  # the engine records the message as failed, with this reason
+        after = f"after-{where}-{time.monotonic_ns()}"
+        session.send(ALICE, [ALICE], message(after))  # nothing was half-written: the session goes on
+    assert wait_for_subject(mailstack, ALICE, after)
+    # smtplib's own parse would have sent it, to <alice@example.test>
+    assert not any(wait_for_subject(mailstack, user, subject, timeout=0.3) for user in (ALICE, BOB))
+
+
 ATOM = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=8)
 ADDRESSES = st.one_of(
     st.builds(lambda local, domain: f"{'.'.join(local)}@{'.'.join(domain)}",
@@ -99,7 +118,11 @@ ADDRESSES = st.one_of(
 @settings(max_examples=400, deadline=None)
 @given(ADDRESSES)
 def test_smtp_paths_are_written_as_smtplib_writes_them(address):
-    assert smtp.smtp_path(address) == smtplib.quoteaddr(address)
+    if any(c in address for c in "\r\n\0"):
+        with pytest.raises(smtp.SmtpRejected):
+            smtp.smtp_path(address)
+    else:
+        assert smtp.smtp_path(address) == smtplib.quoteaddr(address)
 
 
 def test_smtp_with_a_pinned_certificate(mailstack):

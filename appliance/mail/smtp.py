@@ -33,8 +33,16 @@ _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%
                             r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
+# smtplib would quietly turn "a@b.test\r\nRCPT TO:<c@d.test>" into <a@b.test>; such an address
+# is refused instead, before anything is written.
+_LINE_BREAK = re.compile(r"[\r\n\0]")
+
+
 def smtp_path(address: str) -> str:
-    """The <path> of MAIL FROM or RCPT TO for an address, exactly as smtplib writes it."""
+    """The <path> of MAIL FROM or RCPT TO for an address, exactly as smtplib writes it;
+    SmtpRejected (501, permanent) for an address with a line break."""
+    if _LINE_BREAK.search(address):
+        raise SmtpRejected(501, f"refused before sending: the address {address!r} contains a line break")
     if _PLAIN_ADDRESS.fullmatch(address):
         return f"<{address}>"
     return smtplib.quoteaddr(address)
@@ -116,18 +124,19 @@ class SmtpSession:
             raise RuntimeError("open() first")
         smtp_ = self._smtp
         ep = self.endpoint
+        reverse, forwards = smtp_path(mail_from), [smtp_path(r) for r in rcpt_to]  # checked before anything goes
         try:
             # smtplib's mail() and rcpt() (no options), with the wait between command and reply
             # given to the caller
-            smtp_.putcmd("mail", f"FROM:{smtp_path(mail_from)}")
+            smtp_.putcmd("mail", f"FROM:{reverse}")
             if while_waiting is not None:
                 while_waiting()
             code, text = smtp_.getreply()
             if code != 250:
                 smtp_.rset()
                 raise SmtpRejected(code, text.decode(errors="replace"))
-            for rcpt in rcpt_to:
-                smtp_.putcmd("rcpt", f"TO:{smtp_path(rcpt)}")
+            for forward in forwards:
+                smtp_.putcmd("rcpt", f"TO:{forward}")
                 code, text = smtp_.getreply()
                 if code not in (250, 251):
                     smtp_.rset()
