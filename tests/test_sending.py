@@ -503,6 +503,28 @@ def test_stopping_puts_claimed_but_unsent_messages_back(appliance, mailstack, mo
     assert all(m["attempts"] == 1 for m in messages(appliance))
 
 
+def test_a_pause_mid_burst_stops_all_that_was_not_yet_claimed(appliance, mailstack, monkeypatch):
+    monkeypatch.setattr(send_feed, "FIRST_CLAIM", 4)
+    monkeypatch.setattr(send_feed, "MOST_AHEAD", 4)  # how far ahead a burst claims, at most
+    box = connect_mailbox(appliance, mailstack, ALICE)
+    leads = add_leads(appliance, [f"bob+pause{i}@example.test" for i in range(12)])
+    campaign = launched_campaign(appliance, [box["id"]], leads)
+    planner.plan_due(appliance.db)
+    real, sent = sender.transmit, []
+
+    def transmit_then_pause(*args, **kwargs):  # someone pauses while the second message is on the wire
+        sent.append(1)
+        if len(sent) == 2:
+            campaigns.pause(appliance.db, admin_principal(appliance), campaign["id"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sender, "transmit", transmit_then_pause)
+    SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
+    statuses = [m["status"] for m in messages(appliance)]
+    assert statuses.count("sent") == 4 and statuses.count("planned") == 8  # the claimed four, then nothing
+    assert not [s for s in statuses if s == "sending"]
+
+
 def test_a_message_that_cannot_be_composed_fails_alone(appliance, mailstack):
     box = connect_mailbox(appliance, mailstack, ALICE)
     tag = f"c{time.monotonic_ns()}"
