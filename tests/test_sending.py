@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from appliance.db import messages_repo
+from appliance.db import mailboxes_repo, messages_repo
 from appliance.db.timefmt import to_iso
 from appliance.mail.smtp import SmtpSession
 from appliance.services import campaigns, mailboxes, planner, reconcile, send_feed, sender, suppressions
@@ -335,20 +335,40 @@ def test_a_temporary_refusal_plans_the_message_again_with_backoff(appliance, mai
 def test_a_copy_goes_to_sent_where_the_server_does_not_file_one(appliance, mailstack):
     box = connect_mailbox(appliance, mailstack, CAROL, save_sent_copy=True)
     tag = f"copy{time.monotonic_ns()}"
-    lead = add_leads(appliance, [f"bob+{tag}@example.test"])
-    launched_campaign(appliance, [box["id"]], lead)
+    leads = add_leads(appliance, [f"bob+{tag}.{i}@example.test" for i in range(3)])
+    launched_campaign(appliance, [box["id"]], leads)
     planner.plan_due(appliance.db)
     engine = SendingEngine(appliance, threads=1, policy=POLICY)
     engine._work(box["id"])
-    sent = messages(appliance)[0]
-    assert sent["status"] == "sent"
+    sent = messages(appliance)
+    assert [m["status"] for m in sent] == ["sent"] * 3
     client = mailstack.imap(CAROL)
     try:
         client.select_folder("Sent", readonly=True)
-        uids = client.search(["HEADER", "Message-ID", sent["message_id"]])
-        assert len(uids) == 1 and b"\\Seen" in client.get_flags(uids)[uids[0]]
+        for m in sent:
+            uids = client.search(["HEADER", "Message-ID", m["message_id"]])
+            assert len(uids) == 1 and b"\\Seen" in client.get_flags(uids)[uids[0]]
     finally:
         client.logout()
+    # one SMTP and one IMAP session for the whole run: two credential reads, not one per copy
+    reads = mailboxes_repo.credential_reads(appliance.db.connection(), box["id"])
+    assert [r["reads"] for r in reads] == [2]
+
+
+def test_a_failing_copy_never_holds_up_sending(appliance, mailstack, caplog):
+    box = connect_mailbox(appliance, mailstack, CAROL, save_sent_copy=True)
+    with appliance.db.transaction() as conn:  # a folder the server refuses to APPEND to
+        conn.execute("UPDATE mailboxes SET sent_folder = 'No such folder' WHERE id = ?", (box["id"],))
+    leads = add_leads(appliance, [f"bob+nocopy{i}@example.test" for i in range(4)])
+    launched_campaign(appliance, [box["id"]], leads)
+    planner.plan_due(appliance.db)
+    with caplog.at_level("WARNING", logger="mailflow.engine"):
+        SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])
+    assert [m["status"] for m in messages(appliance)] == ["sent"] * 4
+    failures = [r for r in caplog.records if r.getMessage() == "engine.sent_copy_failed"]
+    assert len(failures) == 2  # a fresh session once, then no more tries in this run
+    reads = mailboxes_repo.credential_reads(appliance.db.connection(), box["id"])
+    assert [r["reads"] for r in reads] == [3]  # SMTP once, IMAP twice
 
 
 def test_deleting_a_mailbox_moves_its_unsent_work_to_the_pool(appliance, mailstack):

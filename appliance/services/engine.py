@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 from ..db import messages_repo
 from ..db.timefmt import to_iso
 from ..logs import event
-from ..mail.imap import ImapSession, validate_folder_name
 from ..mail.smtp import SmtpAmbiguous, SmtpRejected, SmtpSession
 from ..mail.tls import TransportError
 from . import mailboxes, reconcile, sender
 from .audit import Actor
 from .send_feed import Feed
+from .sent_copies import SentCopies
 
 log = logging.getLogger("mailflow.engine")
 
@@ -57,6 +57,7 @@ class SendingEngine:
         db = self.app.db
         session: SmtpSession | None = None
         feed = Feed(db, self.app.keys, mailbox_id, self.policy, self._rng)
+        copies: SentCopies | None = None
         try:
             while not self._stopping.is_set():
                 item = feed.next()
@@ -89,7 +90,8 @@ class SendingEngine:
                 feed.accepted(item, time.monotonic() - started)
                 event(log, "message.sent", message=claimed.message["id"], mailbox=mailbox_id)
                 if claimed.mailbox["save_sent_copy"]:
-                    self._append_to_sent(claimed)
+                    copies = copies or SentCopies(self.app, mailbox_id)
+                    copies.append(claimed)
         except Exception as exc:  # a bug must not take the engine down; the message stays reconcilable
             event(log, "engine.worker_failed", level=logging.ERROR, mailbox=mailbox_id, exc_info=exc)
         finally:
@@ -100,6 +102,8 @@ class SendingEngine:
             finally:
                 if session is not None:
                     session.close()
+                if copies is not None:
+                    copies.close()
                 with self._lock:
                     self._busy.discard(mailbox_id)
 
@@ -120,19 +124,6 @@ class SendingEngine:
             messages_repo.set_status(conn, claimed.message["id"], "uncertain", expect="sending", last_error=error)
         row = messages_repo.by_id(db.connection(), claimed.message["id"])
         reconcile.reconcile_mailbox(db, self.app.keys, claimed.mailbox["id"], [row])
-
-    def _append_to_sent(self, claimed) -> None:
-        """Providers that do not file submitted mail get a copy appended to Sent."""
-        db = self.app.db
-        try:
-            creds = mailboxes.credentials(db, self.app.keys, claimed.mailbox["id"], Actor.system("scheduler"), "send")
-            with ImapSession(creds.imap, creds.username, creds.password) as session:
-                folder = claimed.mailbox["sent_folder"] or session.folders().sent
-                if folder:
-                    session.client.append(validate_folder_name(folder), claimed.raw, flags=[b"\\Seen"])
-        except Exception as exc:  # the message is sent; a missing copy is logged, not fatal
-            event(log, "engine.sent_copy_failed", level=logging.WARNING, message=claimed.message["id"],
-                  error=f"{type(exc).__name__}: {exc}"[:200])
 
     def stop(self, timeout: float) -> bool:
         """Workers finish the message in hand (bounded by `timeout`), then stop."""
