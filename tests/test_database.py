@@ -124,26 +124,27 @@ def sync_level(db) -> int:
     return db.connection().execute("PRAGMA synchronous").fetchone()[0]
 
 
-def test_a_durable_commit_waits_for_the_disk_and_ordinary_ones_do_not(appliance):
+def test_commits_wait_for_the_disk_unless_they_are_bookkeeping_that_is_redone(appliance):
     db = appliance.db
-    assert sync_level(db) == 1  # NORMAL: a commit survives the process being killed
-    with db.transaction(durable=True) as conn:
-        assert sync_level(db) == 2  # FULL: this commit also syncs the WAL (a power cut)
-        settings_repo.put(conn, "durable", "1")
-        with db.transaction(durable=True) as inner:  # a durable call joins a durable transaction
-            assert inner is conn
-    assert sync_level(db) == 1 and settings_repo.get(db.connection(), "durable") == "1"
-    with pytest.raises(KeyError):
-        with db.transaction(durable=True) as conn:
-            settings_repo.put(conn, "rolled-back", "1")
-            raise KeyError("boom")
-    assert sync_level(db) == 1 and settings_repo.get(db.connection(), "rolled-back") is None
-    with db.transaction() as conn:  # a durable step inside a lighter transaction is a mistake
-        with pytest.raises(RuntimeError, match="durable"):
+    assert sync_level(db) == 2  # FULL: a commit is on disk before it returns (a power cut cannot undo it)
+    with db.transaction() as conn:
+        assert sync_level(db) == 2
+        settings_repo.put(conn, "told", "1")
+        with db.transaction(durable=False) as inner:  # a lighter call joins on the outer's terms
+            assert inner is conn and sync_level(db) == 2
+    with db.transaction(durable=False) as conn:  # the machine's own bookkeeping: survives a killed process
+        assert sync_level(db) == 1
+        settings_repo.put(conn, "light", "1")
+        with pytest.raises(RuntimeError, match="durable"):  # a claim must never hide in a light commit
             with db.transaction(durable=True):
                 pass
-        settings_repo.put(conn, "still-fine", "1")
-    assert settings_repo.get(db.connection(), "still-fine") == "1"
+    assert sync_level(db) == 2
+    assert settings_repo.get(db.connection(), "told") == "1" and settings_repo.get(db.connection(), "light") == "1"
+    with pytest.raises(KeyError):
+        with db.transaction(durable=False) as conn:
+            settings_repo.put(conn, "rolled-back", "1")
+            raise KeyError("boom")
+    assert sync_level(db) == 2 and settings_repo.get(db.connection(), "rolled-back") is None
 
 
 def test_concurrent_writers_queue_instead_of_failing(appliance):

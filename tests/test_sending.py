@@ -269,8 +269,9 @@ def test_one_click_unsubscribe_stops_everything_at_once(appliance, web, mailstac
 
 def test_claims_and_unsubscribes_are_committed_to_survive_a_power_cut(appliance, web, mailstack, monkeypatch):
     """A lost claim would let the message go twice; a lost unsubscribe would mail someone who
-    was told it is done. Both commit with synchronous=FULL (the WAL synced before COMMIT returns);
-    the record of a send may be lost (the message is then `sending`, and reconcile settles it)."""
+    was told it is done. Both commit with synchronous=FULL (the WAL synced before COMMIT returns),
+    the claim also when it shares its transaction with a record; a record alone may be lost (the
+    message is then `sending`, and reconcile settles it)."""
     from appliance.services import claiming, links
     levels: dict[str, list[int]] = {"claim": [], "unsubscribe": [], "record": []}
 
@@ -289,7 +290,7 @@ def test_claims_and_unsubscribes_are_committed_to_survive_a_power_cut(appliance,
     campaign = launched_campaign(appliance, [box["id"]], leads)
     planner.plan_due(appliance.db)
     claimed = sender.claim(appliance.db, box["id"], POLICY)
-    watch(sender, "record_sent_many", "record")
+    watch(messages_repo, "mark_sent", "record")  # inside the record's transaction
     sender.record_sent(appliance.db, claimed, subject="s", variant="A", now=datetime.now(timezone.utc),
                        rng=random.Random(1))
     SendingEngine(appliance, threads=1, policy=POLICY)._work(box["id"])  # its rounds: record + claim
@@ -298,7 +299,7 @@ def test_claims_and_unsubscribes_are_committed_to_survive_a_power_cut(appliance,
     assert levels["claim"] and set(levels["claim"]) == {2}
     assert levels["unsubscribe"] == [2]
     assert levels["record"][0] == 1  # a record alone: the lighter commit
-    assert appliance.db.connection().execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert appliance.db.connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # the default, after all
 
 
 def test_a_temporary_refusal_plans_the_message_again_with_backoff(appliance, mailstack):

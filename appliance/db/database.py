@@ -84,31 +84,36 @@ class Database:
             ) from None
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # see transaction(durable=...)
+        conn.execute("PRAGMA synchronous = FULL")  # see transaction(durable=...)
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA temp_store = MEMORY")  # temp tables never reach disk unencrypted
         return conn
 
     @contextmanager
-    def transaction(self, *, durable: bool = False) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool | None = None) -> Iterator[Connection]:
         """A short write transaction (BEGIN IMMEDIATE: take the write lock up front, so two
         writers queue on busy_timeout instead of failing on lock upgrade). Nested calls join
-        the outer transaction, so a service can record its audit row in the same commit.
+        the outer transaction, on its terms, so a service can record its audit row in the
+        same commit.
 
-        Every commit survives the process being killed (WAL, synchronous=NORMAL). `durable`
-        also makes it survive a power cut or a host crash: the commit waits for the WAL to
-        reach the disk (synchronous=FULL). For commits that the outside world acts on before
-        the next sync: a claim (SMTP follows; losing it would send twice) and an unsubscribe
-        (the person is told it is done)."""
+        Durability. By default a commit is on disk before it returns (WAL synced,
+        synchronous=FULL): a power cut or host crash cannot undo what someone was told is
+        done (a suppression, a pause, a revoked key, a changed password). `durable=False` is
+        for the machine's own high-volume bookkeeping that is redone or reconciled after a
+        crash (the record of a send, planning, inbound mail and sync cursors, webhook
+        attempts): it survives the process being killed, not a power cut, and does not wait
+        for the disk. `durable=True` insists, also when nested: a claim (SMTP follows) that
+        would join a lighter transaction raises instead."""
         conn = self.connection()
         if conn.in_transaction:
-            if durable and not getattr(self._local, "durable", False):
+            if durable and not getattr(self._local, "durable", True):
                 raise RuntimeError("a durable transaction cannot join one that is not")
             yield conn
             return
-        if durable:  # SQLite takes the safety level only outside a transaction
-            conn.execute("PRAGMA synchronous = FULL")
-            self._local.durable = True
+        light = durable is False
+        if light:  # SQLite takes the safety level only outside a transaction
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.durable = False
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -118,9 +123,9 @@ class Database:
                 raise
             conn.execute("COMMIT")
         finally:
-            if durable:
-                self._local.durable = False
-                conn.execute("PRAGMA synchronous = NORMAL")
+            if light:
+                self._local.durable = True
+                conn.execute("PRAGMA synchronous = FULL")
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlcipher3.Cursor:
         return self.connection().execute(sql, params)

@@ -53,7 +53,7 @@ def ingest(db: Database, mailbox_id: int, *, folder: str, uid: int | None, raw: 
     found, view = inspect(raw, unsubscribe_addresses=frozenset({links.unsubscribe_address(mailbox["email"])}))
     header_id = next(iter(bounces.message_ids(view.first("message-id"))), None)
     now = datetime.now(timezone.utc)
-    with db.transaction() as conn:
+    with db.transaction() as conn:  # durable: a reply's stop must outlive a power cut, like a claim
         if header_id and inbound_repo.is_ours(conn, header_id):
             return None
         match = _match(conn, mailbox_id, found)

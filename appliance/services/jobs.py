@@ -48,7 +48,8 @@ def start(db: Database, kind: str, items: list, work: Callable[[object], bool], 
         except Exception as exc:  # one bad item must not stop the rest; it counts as failed
             event(log, "job.item_failed", level=logging.ERROR, job=job_id, error=f"{type(exc).__name__}: {exc}")
             ok = False
-        with db.transaction() as conn:
+        # a progress count; an interrupted job is failed at start-up
+        with db.transaction(durable=False) as conn:
             jobs_repo.progress(conn, job_id, ok=ok)
 
     def run_all() -> None:

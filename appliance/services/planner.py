@@ -47,7 +47,7 @@ def _plan_campaign(db: Database, campaign, now: datetime, rng: random.Random) ->
     campaign_tz = windows.zone(schedule.get("timezone"))
     use_lead_tz = bool(campaign["use_lead_timezone"])
     now_iso = to_iso(now)
-    with db.transaction() as conn:
+    with db.transaction(durable=False) as conn:  # redone: planning again finds the same due steps
         due = messages_repo.due_enrollments(conn, campaign["id"], now_iso, BATCH)
         if not due:
             return 0

@@ -105,7 +105,8 @@ def record_sent_many(db: Database, sent: list[Sent], rng: random.Random) -> None
     contacted, a `sent` event, and the mailbox's next allowed send after its last one + a gap."""
     if not sent:
         return
-    with db.transaction() as conn:
+    # reconciled: the message is `sending` again and looked up in Sent
+    with db.transaction(durable=False) as conn:
         rows = [(s.claimed.message["id"], to_iso(s.at), s.subject, s.variant) for s in sent]
         moved = messages_repo.mark_sent(conn, rows)  # one statement for the batch
         done = [(s, at) for s, (_, at, _, _) in zip(sent, rows) if s.claimed.message["id"] in moved]

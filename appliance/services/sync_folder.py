@@ -67,7 +67,7 @@ class FolderResult:
 
 
 def save(db: Database, mailbox_id: int, cursor: FolderCursor) -> None:
-    with db.transaction() as conn:
+    with db.transaction(durable=False) as conn:  # redone: the mail after the cursor is read again
         sync_repo.save(conn, mailbox_id, cursor.folder, uidvalidity=cursor.uidvalidity, last_uid=cursor.last_uid,
                        synced_at=utcnow_iso(), last_error=cursor.last_error)
     cursor.synced_at = time.monotonic()

@@ -98,7 +98,7 @@ class MailboxSync:
             except ValueError:  # never sent to the server: CR/LF would inject a command
                 event(log, "sync.folder_refused", level=logging.WARNING, mailbox=self.mailbox_id,
                       folder=ascii(junk)[:80])
-        with db.transaction() as conn:
+        with db.transaction(durable=False) as conn:  # redone at the next session
             rows = [sync_repo.ensure(conn, self.mailbox_id, folder, role) for folder, role in folders]
             sync_repo.forget_others(conn, self.mailbox_id, [folder for folder, _ in folders])
         return [FolderCursor.from_row(row) for row in rows]
