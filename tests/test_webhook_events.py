@@ -5,6 +5,7 @@ by a person, a lead unsubscribing (one-click link, or a person recording it)."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -160,3 +161,34 @@ def test_email_sent_for_every_step_that_went_out(appliance, mailstack, hook):
         assert data["campaign"]["id"] == campaign["id"] and data["mailbox"]["email"] == "alice@example.test"
         assert data["message"]["message_id"] == ids[data["lead"]["id"]] and data["message"]["status"] == "sent"
         assert data["message"]["subject"].startswith("Hello ") and data["message"]["sent_at"].endswith("Z")
+
+
+def test_email_sent_also_for_a_send_settled_by_reconcile(appliance, hook):
+    """The server took the message and the process died before recording it: the next start
+    finds it in the Sent folder and emits email.sent as a recorded send would have."""
+    from appliance.mail.smtp import SmtpSession
+    from appliance.services import planner, reconcile, sender
+    from appliance.services.audit import Actor
+
+    from .support.mailstack import MailStack
+    stack = MailStack(users={"alice@example.test": "alice-pw", "bob@example.test": "bob-pw"},
+                      save_sent_copy=True).start()  # a server that files what it is given in Sent
+    try:
+        box = connect_mailbox(appliance, stack, "alice@example.test", save_sent_copy=False)
+        [lead_id] = add_leads(appliance, ["bob+reconciled@example.test"])
+        campaign = launched_campaign(appliance, [box["id"]], [lead_id])
+        planner.plan_due(appliance.db)
+        policy = sender.Policy(domain_spread_seconds=0, base_url="https://mail.acme.example")
+        taken = sender.claim(appliance.db, box["id"], policy)
+        raw, _, _ = sender.compose_message(appliance.db, appliance.keys, taken, policy, datetime.now(timezone.utc))
+        creds = mailboxes.credentials(appliance.db, appliance.keys, box["id"], Actor.system("scheduler"), "send")
+        with SmtpSession(creds.smtp, creds.username, creds.password, creds.helo) as session:
+            session.send("alice@example.test", [taken.message["to_email"]], raw)  # ... and the process dies here
+        assert outbox(appliance, "email.sent") == []
+        assert reconcile.Orphans(appliance.db).settle(appliance.db, appliance.keys)["sent"] == 1
+        [sent] = outbox(appliance, "email.sent")
+        assert sent["data"]["lead"]["id"] == lead_id and sent["data"]["campaign"]["id"] == campaign["id"]
+        assert sent["data"]["message"]["message_id"] == taken.message["message_id"]
+        assert sent["data"]["message"]["status"] == "sent" and sent["data"]["mailbox"]["email"] == "alice@example.test"
+    finally:
+        stack.stop()

@@ -19,12 +19,12 @@ from datetime import datetime, timedelta, timezone
 
 from imapclient.exceptions import IMAPClientError
 
-from ..db import Database, mailboxes_repo, messages_repo
+from ..db import Database, campaigns_repo, mailboxes_repo, messages_repo
 from ..db.timefmt import from_iso, to_iso
 from ..logs import event
 from ..mail.imap import ImapSession, validate_folder_name
 from ..mail.tls import TransportError
-from . import mailboxes
+from . import mailboxes, webhooks
 from .audit import Actor
 
 log = logging.getLogger("mailflow.reconcile")
@@ -70,6 +70,12 @@ def settle(db: Database, m, *, found: bool, server_files_sent: bool) -> str:
                 messages_repo.add_event(conn, "sent", campaign_id=m["campaign_id"], lead_id=m["lead_id"],
                                         message_id=m["id"], step=m["step"], variant=m["variant"],
                                         data={"reconciled": True}, now=to_iso(now))
+                if webhooks.wanted(conn, "email.sent"):  # as a send recorded at once would have
+                    webhooks.emit(conn, "email.sent", webhooks.email_sent_data(
+                        lead=campaigns_repo.leads_by_ids(conn, [m["lead_id"]])[0],
+                        campaign=campaigns_repo.by_id(conn, m["campaign_id"]),
+                        mailbox=mailboxes_repo.by_id(conn, m["mailbox_id"]),
+                        message={**dict(m), "status": "sent", "sent_at": sent_at}))
             return "sent"
         if server_files_sent:
             messages_repo.set_status(conn, m["id"], "planned", expect=m["status"], planned_at=to_iso(now),

@@ -129,9 +129,8 @@ def record_sent_many(db: Database, sent: list[Sent], rng: random.Random) -> None
                 c = s.claimed
                 message = {**dict(c.message), "status": "sent", "sent_at": at, "subject": s.subject,
                            "variant": s.variant}
-                webhooks.emit(conn, "email.sent", {
-                    "lead": webhooks.lead_data(c.lead), "campaign": webhooks.campaign_data(c.campaign),
-                    "mailbox": webhooks.mailbox_data(c.mailbox), "message": webhooks.message_data(message)})
+                webhooks.emit(conn, "email.sent", webhooks.email_sent_data(lead=c.lead, campaign=c.campaign,
+                                                                           mailbox=c.mailbox, message=message))
         last = {s.claimed.mailbox["id"]: s for s, _ in done}
         for s in last.values():
             mailbox = s.claimed.mailbox

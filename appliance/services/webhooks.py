@@ -82,6 +82,12 @@ def message_data(row) -> dict:
             "subject": row["subject"], "to": row["to_email"], "status": row["status"], "sent_at": row["sent_at"]}
 
 
+def email_sent_data(*, lead, campaign, mailbox, message: dict) -> dict:
+    """email.sent: one shape whether the send was recorded at once or settled by reconcile."""
+    return {"lead": lead_data(lead), "campaign": campaign_data(campaign), "mailbox": mailbox_data(mailbox),
+            "message": message_data(message)}
+
+
 # -- settings ---------------------------------------------------------------------------------
 
 def allow_private_networks(db: Database) -> bool:
