@@ -119,6 +119,32 @@ def test_transaction_rolls_back_on_error_and_nested_calls_join(appliance):
     assert settings_repo.get(db.connection(), "b") is None
 
 
+def test_a_failed_commit_rolls_back_and_leaves_the_connection_usable(appliance):
+    """COMMIT itself can fail (disk full, I/O error, a deferred constraint); SQLite then keeps
+    the transaction open. It must be rolled back, or every later write on this thread would
+    join it and never be committed."""
+    db = appliance.db
+    with pytest.raises(sqlite_integrity_error()):
+        with db.transaction() as conn:
+            settings_repo.put(conn, "with-the-failed-commit", "1")
+            conn.execute("PRAGMA defer_foreign_keys = ON")  # the violation is found at COMMIT
+            conn.execute("INSERT INTO lead_tags (lead_id, tag) VALUES (999999, 'orphan')")
+    assert not db.connection().in_transaction
+    assert settings_repo.get(db.connection(), "with-the-failed-commit") is None
+    with db.transaction() as conn:
+        settings_repo.put(conn, "after", "1")
+    seen: list = []
+    other = threading.Thread(target=lambda: seen.append(settings_repo.get(db.connection(), "after")))
+    other.start()
+    other.join()
+    assert seen == ["1"]  # committed for real: another connection reads it
+
+
+def sqlite_integrity_error():
+    import sqlcipher3
+    return sqlcipher3.dbapi2.IntegrityError
+
+
 def sync_level(db) -> int:
     """SQLite's synchronous setting on this thread's connection: 1 NORMAL, 2 FULL."""
     return db.connection().execute("PRAGMA synchronous").fetchone()[0]

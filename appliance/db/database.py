@@ -118,10 +118,14 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # also when COMMIT itself fails (disk full, an I/O error, a deferred constraint):
+                # SQLite then keeps the transaction open, and every later transaction on this
+                # thread would join it and never commit
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
         finally:
             if light:
                 self._local.durable = True
