@@ -7,6 +7,7 @@ from typing import Iterable
 
 from . import columns, like
 from .database import Connection, Row
+from .grouping import grouped
 
 # Columns a caller may write (the names are fixed here, never user input).
 WRITABLE = ("email", "email_domain", "first_name", "last_name", "company", "title", "phone", "website",
@@ -138,10 +139,8 @@ def tags_of(conn: Connection, lead_ids: list[int]) -> dict[int, list[str]]:
     if not lead_ids:
         return {}
     marks = ", ".join("?" for _ in lead_ids)
-    found: dict[int, list[str]] = {i: [] for i in lead_ids}
-    for r in conn.execute(f"SELECT lead_id, tag FROM lead_tags WHERE lead_id IN ({marks}) ORDER BY tag", lead_ids):
-        found[r["lead_id"]].append(r["tag"])
-    return found
+    rows = conn.execute(f"SELECT lead_id, tag FROM lead_tags WHERE lead_id IN ({marks}) ORDER BY tag", lead_ids)
+    return grouped(lead_ids, rows, "lead_id", lambda r: r["tag"])
 
 
 def set_tags(conn: Connection, lead_id: int, tags: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import columns, like
 from .database import Connection, Row
+from .grouping import grouped
 
 # Columns a caller may write through insert/update (the names are fixed here, never user input).
 WRITABLE = ("email", "display_name", "provider", "smtp_host", "smtp_port", "smtp_security", "imap_host",
@@ -72,10 +73,7 @@ def tags_of(conn: Connection, mailbox_ids: list[int]) -> dict[int, list[str]]:
     marks = ", ".join("?" for _ in mailbox_ids)
     rows = conn.execute(f"SELECT mailbox_id, tag FROM mailbox_tags WHERE mailbox_id IN ({marks}) "
                         "ORDER BY tag", mailbox_ids)
-    found: dict[int, list[str]] = {i: [] for i in mailbox_ids}
-    for r in rows:
-        found[r["mailbox_id"]].append(r["tag"])
-    return found
+    return grouped(mailbox_ids, rows, "mailbox_id", lambda r: r["tag"])
 
 
 def set_tags(conn: Connection, mailbox_id: int, tags: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .database import Connection, Row
+from .grouping import grouped
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -204,10 +205,7 @@ def threads_of(conn: Connection, enrollment_ids: list[int]) -> dict[int, list[Ro
     rows = conn.execute("SELECT m.enrollment_id, m.message_id, m.subject, m.step FROM json_each(?) AS j "
                         "JOIN messages m ON m.enrollment_id = j.value WHERE m.status = 'sent' "
                         "ORDER BY m.enrollment_id, m.step", (json.dumps(enrollment_ids),))
-    threads: dict[int, list[Row]] = {i: [] for i in enrollment_ids}
-    for r in rows:
-        threads[r["enrollment_id"]].append(r)
-    return threads
+    return grouped(enrollment_ids, rows, "enrollment_id")
 
 
 def mark_sent(conn: Connection, sent: list[tuple[int, str, str, str | None]]) -> set[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import columns
 from .database import Connection, Row
+from .grouping import grouped
 
 # Columns a caller may write through update (the names are fixed here, never user input).
 WRITABLE = ("url", "description", "enabled", "disabled_reason", "consecutive_failures", "failing_since",
@@ -55,14 +56,12 @@ def set_events(conn: Connection, webhook_id: int, events: list[str]) -> None:
 
 
 def events_of(conn: Connection, webhook_ids: list[int]) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = {i: [] for i in webhook_ids}
     if not webhook_ids:
-        return found
+        return {}
     marks = ", ".join("?" for _ in webhook_ids)
-    for r in conn.execute(f"SELECT webhook_id, event_type FROM webhook_subscriptions WHERE webhook_id IN ({marks}) "
-                          "ORDER BY event_type", webhook_ids):
-        found[r["webhook_id"]].append(r["event_type"])
-    return found
+    rows = conn.execute(f"SELECT webhook_id, event_type FROM webhook_subscriptions WHERE webhook_id IN ({marks}) "
+                        "ORDER BY event_type", webhook_ids)
+    return grouped(webhook_ids, rows, "webhook_id", lambda r: r["event_type"])
 
 
 def subscribers(conn: Connection, event_type: str) -> list[int]:
@@ -137,14 +136,12 @@ def deliveries(conn: Connection, webhook_id: int, *, status: str | None, before_
 
 
 def attempts_of(conn: Connection, delivery_ids: list[int]) -> dict[int, list[Row]]:
-    found: dict[int, list[Row]] = {i: [] for i in delivery_ids}
     if not delivery_ids:
-        return found
+        return {}
     marks = ", ".join("?" for _ in delivery_ids)
-    for r in conn.execute(f"SELECT * FROM webhook_attempts WHERE delivery_id IN ({marks}) "
-                          "ORDER BY delivery_id, attempt", delivery_ids):
-        found[r["delivery_id"]].append(r)
-    return found
+    rows = conn.execute(f"SELECT * FROM webhook_attempts WHERE delivery_id IN ({marks}) "
+                        "ORDER BY delivery_id, attempt", delivery_ids)
+    return grouped(delivery_ids, rows, "delivery_id")
 
 
 def pending_count(conn: Connection, webhook_id: int) -> int:
